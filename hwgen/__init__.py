@@ -1,0 +1,1 @@
+"""hwgen: quantized neural networks to verified dataflow accelerators on open FPGAs."""
