@@ -1,0 +1,304 @@
+"""The dataflow graph: the hardware layers as the compiler describes them.
+
+Every layer type defined here appears in exactly three places under the same name: this
+description (what it computes and how parallel it is), its NumPy semantics in
+:mod:`hwgen.sim.golden` (what it must compute), and its Amaranth component in :mod:`hwgen.hw`
+(how it is made of gates).
+
+Streams between layers carry frames of ``n`` elements in ``ceil(n / lanes)`` beats of
+``lanes`` elements; element 0 sits in the least significant bits, each element ``bits`` wide
+(two's complement when signed). Lanes past the end of a frame in its last beat are padding:
+producers drive them to zero and consumers ignore them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "FIFO",
+    "MVAU",
+    "Dataflow",
+    "InputQuant",
+    "LabelSelect",
+    "WidthConverter",
+    "bits_for_range",
+    "int_range",
+]
+
+
+def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
+    """The integer range ``(lo, hi)`` of a ``bits``-wide quantizer (Brevitas/QONNX convention)."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
+def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
+    """The narrowest ``(bits, signed)`` two's complement shape that holds every integer in
+    ``[lo, hi]``."""
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    if lo >= 0:
+        return max(1, hi.bit_length()), False
+    return max((-lo - 1).bit_length(), hi.bit_length()) + 1, True
+
+
+@dataclass(eq=False)
+class InputQuant:
+    """The model's first quantizer. It runs on the host side (golden model, tests, ``hwgen
+    run``): the accelerator consumes its integers.
+
+    ``q = clamp(round_half_even(x / scale + zero_point), lo, hi)`` in float32.
+    """
+
+    shape: tuple[int, ...]
+    bits: int
+    signed: bool
+    narrow: bool
+    scale: float
+    zero_point: float = 0.0
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return int_range(self.bits, self.signed, self.narrow)
+
+    @property
+    def n(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclass(eq=False)
+class MVAU:
+    """Matrix-vector-activation unit: ``acc = weights @ x``, then either thresholds or a bias.
+
+    With ``thresholds`` (shape ``[mh, 2**out_bits - 1]``, each row non-decreasing) the output
+    is ``out_base + sum_k [acc_c >= thresholds[c, k]]``; without, it is ``acc + bias``
+    (integer logits). Weight rows are already sign-adjusted by the compiler (a row whose
+    activation decreases with ``acc`` is negated), so every threshold map is non-decreasing.
+
+    Folding: ``pe`` output lanes and ``simd`` input lanes. ``nf = ceil(mh / pe)`` neuron folds
+    of ``sf = ceil(mw / simd)`` synapse folds; the activation of each neuron fold takes
+    ``steps`` cycles (a binary search over the thresholds, one comparison per output bit) and
+    overlaps the next fold's accumulation, hence ``cycles = nf * max(sf, steps)``.
+    """
+
+    name: str
+    weights: np.ndarray  # int64 [mh, mw]
+    in_bits: int
+    in_signed: bool
+    weight_bits: int
+    weight_signed: bool
+    acc_bits: int
+    out_bits: int
+    out_signed: bool
+    thresholds: np.ndarray | None = None  # int64 [mh, 2**out_bits - 1]
+    out_base: int = 0
+    bias: np.ndarray | None = None  # int64 [mh], only without thresholds
+    pe: int = 1
+    simd: int = 1
+    # Bookkeeping for reports: which source nodes this layer came from.
+    source: str = ""
+
+    def __post_init__(self):
+        self.weights = np.asarray(self.weights, dtype=np.int64)
+        if self.weights.ndim != 2:
+            raise ValueError(f"{self.name}: weights must be 2-D, not {self.weights.shape}")
+        wlo, whi = int_range(self.weight_bits, self.weight_signed)
+        if self.weights.size and (self.weights.min() < wlo or self.weights.max() > whi):
+            raise ValueError(f"{self.name}: weights outside the {self.weight_bits}-bit range")
+        if self.thresholds is not None:
+            self.thresholds = np.asarray(self.thresholds, dtype=np.int64)
+            expect = (self.mh, 2**self.out_bits - 1)
+            if self.thresholds.shape != expect:
+                raise ValueError(f"{self.name}: thresholds have shape "
+                                 f"{self.thresholds.shape}, expected {expect}")
+            if np.any(np.diff(self.thresholds, axis=1) < 0):
+                raise ValueError(f"{self.name}: threshold rows must be non-decreasing")
+            if self.bias is not None:
+                raise ValueError(f"{self.name}: a layer has thresholds or a bias, not both")
+        if self.bias is not None:
+            self.bias = np.asarray(self.bias, dtype=np.int64)
+        self.check_folding()
+
+    def check_folding(self):
+        for what, value, limit in (("pe", self.pe, self.mh), ("simd", self.simd, self.mw)):
+            if not isinstance(value, int) or not 1 <= value <= limit:
+                raise ValueError(f"{self.name}: {what}={value!r} must be an integer in "
+                                 f"1..{limit}")
+
+    @property
+    def mh(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def mw(self) -> int:
+        return self.weights.shape[1]
+
+    @property
+    def nf(self) -> int:
+        return math.ceil(self.mh / self.pe)
+
+    @property
+    def sf(self) -> int:
+        return math.ceil(self.mw / self.simd)
+
+    @property
+    def steps(self) -> int:
+        """Cycles the activation of one neuron fold takes."""
+        return self.out_bits if self.thresholds is not None else 1
+
+    @property
+    def cycles(self) -> int:
+        """Cycles per frame in steady state: the one formula shared by the folding pass, the
+        report, the hardware and the tests."""
+        return self.nf * max(self.sf, self.steps)
+
+    @property
+    def threshold_bits(self) -> int:
+        """Width of the stored thresholds (signed)."""
+        if self.thresholds is None:
+            return 0
+        return bits_for_range(min(int(self.thresholds.min()), -1),
+                              int(self.thresholds.max()))[0]
+
+    # Stream shapes.
+    @property
+    def n_in(self) -> int:
+        return self.mw
+
+    @property
+    def n_out(self) -> int:
+        return self.mh
+
+    @property
+    def lanes_in(self) -> int:
+        return self.simd
+
+    @property
+    def lanes_out(self) -> int:
+        return self.pe
+
+    @property
+    def weight_bits_total(self) -> int:
+        return self.mh * self.mw * self.weight_bits
+
+
+@dataclass(eq=False)
+class LabelSelect:
+    """Argmax over ``n`` integer logits arriving ``lanes`` per beat; the lowest index wins
+    ties. Output: one beat of one element, ``out_bits = max(1, ceil(log2(n)))`` wide,
+    unsigned. ``cycles = ceil(n / lanes)``."""
+
+    name: str
+    n: int
+    in_bits: int
+    in_signed: bool
+    lanes: int = 1
+    source: str = ""
+
+    @property
+    def out_bits(self) -> int:
+        return max(1, (self.n - 1).bit_length())
+
+    out_signed = False
+
+    @property
+    def cycles(self) -> int:
+        return math.ceil(self.n / self.lanes)
+
+    n_in = property(lambda self: self.n)
+    n_out = property(lambda self: 1)
+    lanes_in = property(lambda self: self.lanes)
+    lanes_out = property(lambda self: 1)
+
+
+@dataclass(eq=False)
+class WidthConverter:
+    """Repacks a frame of ``n`` elements of ``bits`` each from ``lanes_in`` to ``lanes_out``
+    elements per beat. Identity on values. ``cycles = max(ceil(n/lanes_in),
+    ceil(n/lanes_out))``."""
+
+    name: str
+    n: int
+    bits: int
+    signed: bool
+    lanes_in: int
+    lanes_out: int
+
+    @property
+    def cycles(self) -> int:
+        return max(math.ceil(self.n / self.lanes_in), math.ceil(self.n / self.lanes_out))
+
+    n_in = property(lambda self: self.n)
+    n_out = property(lambda self: self.n)
+    in_bits = property(lambda self: self.bits)
+    out_bits = property(lambda self: self.bits)
+    in_signed = property(lambda self: self.signed)
+    out_signed = property(lambda self: self.signed)
+
+
+@dataclass(eq=False)
+class FIFO:
+    """A FIFO of ``depth`` beats between two layers. Identity on values; one beat per
+    cycle."""
+
+    name: str
+    n: int
+    bits: int
+    signed: bool
+    lanes: int
+    depth: int
+
+    @property
+    def cycles(self) -> int:
+        return math.ceil(self.n / self.lanes)
+
+    n_in = property(lambda self: self.n)
+    n_out = property(lambda self: self.n)
+    in_bits = property(lambda self: self.bits)
+    out_bits = property(lambda self: self.bits)
+    in_signed = property(lambda self: self.signed)
+    out_signed = property(lambda self: self.signed)
+    lanes_in = property(lambda self: self.lanes)
+    lanes_out = property(lambda self: self.lanes)
+
+
+@dataclass(eq=False)
+class Dataflow:
+    """A chain of hardware layers fed by the host-side input quantizer.
+
+    The top-level input stream carries ``layers[0].lanes_in`` elements of
+    ``layers[0].in_bits`` per beat; the output stream carries the last layer's output.
+    ``hidden`` names, for layers whose output equals a quantized activation of the source
+    model, the source node it matches (used to compare with PyTorch).
+    """
+
+    name: str
+    input: InputQuant
+    layers: list = field(default_factory=list)
+    # Extra information the front end found (scales of logits, the source format...).
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def compute_layers(self) -> list:
+        return [layer for layer in self.layers if not isinstance(layer, (FIFO, WidthConverter))]
+
+    @property
+    def cycles_per_frame(self) -> int:
+        """Steady-state cycles per frame: the slowest layer sets the pace."""
+        return max(layer.cycles for layer in self.layers)
+
+    @property
+    def outputs_logits(self) -> bool:
+        return not isinstance(self.layers[-1], LabelSelect)
+
+    def layer(self, name: str):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)

@@ -1,0 +1,90 @@
+"""The golden model: the integer program each hardware layer must compute, in NumPy.
+
+It executes the compiler's integer tensors (weights, thresholds, biases as the dataflow graph
+holds them), never packed memory images or anything derived from the generated hardware, so
+that "0 mismatches" against the RTL means something.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hwgen.compiler.dataflow import (
+    FIFO,
+    MVAU,
+    Dataflow,
+    InputQuant,
+    LabelSelect,
+    WidthConverter,
+    int_range,
+)
+
+__all__ = ["input_quant", "label_select", "mvau", "run", "run_layers"]
+
+
+def input_quant(quant: InputQuant, x) -> np.ndarray:
+    """Host-side input quantization, in float32 exactly as the model's quantizer computes it:
+    ``clamp(round_half_even(x / scale + zero_point), lo, hi)``. Integer input passes through
+    the same arithmetic."""
+    x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    y = x / np.float32(quant.scale)
+    if quant.zero_point:
+        y = y + np.float32(quant.zero_point)
+    lo, hi = quant.range
+    return np.clip(np.rint(y), lo, hi).astype(np.int64)
+
+
+def accumulate(layer: MVAU, x: np.ndarray) -> np.ndarray:
+    """``acc = x @ weights.T`` exactly, checked against the layer's accumulator width."""
+    x = np.asarray(x, dtype=np.int64)
+    acc = x @ layer.weights.T
+    limit = 2 ** (layer.acc_bits - 1)
+    if acc.size and (acc.min() < -limit or acc.max() >= limit):
+        raise ArithmeticError(f"{layer.name}: accumulator overflows {layer.acc_bits} bits "
+                              f"(range seen {acc.min()}..{acc.max()})")
+    return acc
+
+
+def mvau(layer: MVAU, x: np.ndarray) -> np.ndarray:
+    acc = accumulate(layer, x)
+    if layer.thresholds is None:
+        out = acc if layer.bias is None else acc + layer.bias
+    else:
+        count = (acc[:, :, None] >= layer.thresholds[None, :, :]).sum(axis=-1)
+        out = count + layer.out_base
+    lo, hi = int_range(layer.out_bits, layer.out_signed)
+    if out.size and (out.min() < lo or out.max() > hi):
+        raise ArithmeticError(f"{layer.name}: output exceeds {layer.out_bits} bits")
+    return out.astype(np.int64)
+
+
+def label_select(layer: LabelSelect, x: np.ndarray) -> np.ndarray:
+    # np.argmax returns the first maximum: the lowest index wins ties.
+    return np.argmax(np.asarray(x, dtype=np.int64), axis=1)[:, None]
+
+
+def identity(layer, x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, dtype=np.int64)
+
+
+SEMANTICS = {
+    MVAU: mvau,
+    LabelSelect: label_select,
+    WidthConverter: identity,
+    FIFO: identity,
+}
+
+
+def run_layers(graph: Dataflow, x_int: np.ndarray) -> list[np.ndarray]:
+    """Every layer's output (``[frames, n_out]`` integers) for quantized inputs ``x_int``."""
+    x = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
+    outputs = []
+    for layer in graph.layers:
+        x = SEMANTICS[type(layer)](layer, x)
+        outputs.append(x)
+    return outputs
+
+
+def run(graph: Dataflow, x_int: np.ndarray) -> np.ndarray:
+    """The accelerator's output for quantized inputs: ``[frames, n_out]`` integers."""
+    return run_layers(graph, x_int)[-1]
