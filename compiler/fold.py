@@ -1,0 +1,232 @@
+"""Folding: how parallel each layer is, and the stream plumbing that follows from it.
+
+Passes, each ``Dataflow -> Dataflow``:
+
+- :func:`fold` chooses ``pe``/``simd`` for every MVAU (or takes them from an override) so that
+  the design fits the board's budget and the slowest layer is as fast as possible; among
+  equally fast choices it takes the fewest logic cells.
+- :func:`insert_width_converters` puts a ``WidthConverter`` wherever a producer's output lanes
+  differ from the consumer's input lanes.
+- :func:`insert_fifos` puts a ``FIFO`` in front of every MVAU that follows another layer: an
+  MVAU reads its input only during its first neuron fold, so without a frame of buffering its
+  producer would stall and the pipeline would run slower than its slowest layer.
+
+The cost model (:func:`estimate`) counts logic cells as iCE40 logic cells (a 4-input LUT and a
+flip-flop each) and block RAMs from the memory plan. It is a model: the report shows the
+synthesized figures beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
+from .errors import FitError
+from .memory import block_rams, plan
+
+__all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converters", "lower"]
+
+#: Logic cells kept free for the board top (UART, host link) and for routing.
+RESERVED_LC = 400
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What folding may spend: logic cells and block RAMs (already derated for routing)."""
+
+    lut: int
+    bram: int
+
+    @classmethod
+    def from_totals(cls, totals: dict, utilisation: float = 0.75) -> Budget:
+        """A budget from a board's resource totals, keeping ``1 - utilisation`` of the logic
+        free so that placement meets timing."""
+        return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]))
+
+
+def _mul_lc(wbits: int, ibits: int) -> float:
+    if wbits == 1 and ibits == 1:
+        return 1.0
+    return 1.3 * wbits * ibits
+
+
+def estimate(layer) -> dict[str, float]:
+    """Estimated logic cells (``lut``) and block RAMs (``bram``) of ``layer`` as folded."""
+    mem = plan(layer)
+    logic_mem = sum(m.bits / 8 if m.rom else 1.5 * m.bits for m in mem if m.style == "logic")
+    bram = sum(m.ebr for m in mem)
+    if isinstance(layer, MVAU):
+        lanes = layer.pe * layer.simd
+        prod_bits = layer.weight_bits + layer.in_bits
+        tree = layer.pe * (layer.simd - 1) * (prod_bits + math.log2(max(layer.simd, 1)))
+        acc = layer.pe * layer.acc_bits * 2
+        act = layer.pe * (2 * layer.threshold_bits + 8) if layer.thresholds is not None \
+            else layer.pe * layer.out_bits
+        control = 60 + 2 * layer.pe * layer.out_bits
+        lut = lanes * _mul_lc(layer.weight_bits, layer.in_bits) + tree + acc + act + control
+    elif isinstance(layer, LabelSelect):
+        lut = layer.lanes * (2 * layer.in_bits + 8) + 20
+    elif isinstance(layer, WidthConverter):
+        lut = (layer.lanes_in + layer.lanes_out) * layer.bits + 20
+    elif isinstance(layer, FIFO):
+        lut = 30
+    else:
+        lut = 0
+    return {"lut": lut + logic_mem, "bram": bram}
+
+
+def _candidates(n: int) -> list[int]:
+    """Lane counts worth trying for a dimension of ``n``: the smallest count for each
+    distinct number of folds."""
+    return sorted({math.ceil(n / folds) for folds in range(1, n + 1)})
+
+
+def _options(layer: MVAU) -> list[tuple[int, float, int, int, int]]:
+    """(cycles, lut, bram, pe, simd) for every useful folding of ``layer``."""
+    options = []
+    for pe in _candidates(layer.mh):
+        for simd in _candidates(layer.mw):
+            trial = copy.copy(layer)
+            trial.pe, trial.simd = pe, simd
+            cost = estimate(trial)
+            options.append((trial.cycles, cost["lut"], cost["bram"], pe, simd))
+    return options
+
+
+def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
+    """Choose ``pe``/``simd`` per MVAU.
+
+    The objective is the fewest cycles per frame (the slowest layer), subject to the budget;
+    among equals, the fewest logic cells. ``overrides`` maps layer names to ``{"pe": .,
+    "simd": .}`` and fixes those layers. Raises :class:`FitError` when even the most folded
+    design exceeds the budget.
+    """
+    graph = copy.deepcopy(graph)
+    overrides = dict(overrides or {})
+    mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
+    unknown = set(overrides) - {layer.name for layer in mvaus}
+    if unknown:
+        raise FitError(f"the folding file names {sorted(unknown)}, which are not MVAU layers of "
+                       f"this model; its MVAU layers are {[m.name for m in mvaus]}")
+    free = []
+    for layer in mvaus:
+        if layer.name in overrides:
+            entry = overrides[layer.name]
+            try:
+                layer.pe, layer.simd = int(entry.get("pe", 1)), int(entry.get("simd", 1))
+            except (AttributeError, TypeError, ValueError) as exc:
+                raise FitError(f"folding for layer {layer.name!r} must look like "
+                               f'{{"pe": 4, "simd": 8}}, not {entry!r}') from exc
+            try:
+                layer.check_folding()
+            except ValueError as exc:
+                raise FitError(f"folding file: {exc}") from None
+        else:
+            free.append(layer)
+
+    fixed = [layer for layer in graph.layers if layer not in free]
+    fixed_lut = sum(estimate(layer)["lut"] for layer in fixed)
+    fixed_bram = sum(estimate(layer)["bram"] for layer in fixed)
+    fixed_cycles = max((layer.cycles for layer in fixed), default=1)
+    options = {layer.name: _options(layer) for layer in free}
+    # The block RAM price of a logic cell, so one scalar cost can rank options.
+    bram_weight = budget.lut / max(budget.bram, 1)
+
+    def pick(target: int):
+        choice, lut, bram = {}, fixed_lut, fixed_bram
+        for layer in free:
+            fitting = [o for o in options[layer.name] if o[0] <= target]
+            if not fitting:
+                return None, math.inf, math.inf
+            best = min(fitting, key=lambda o: (o[1] + bram_weight * o[2], o[0]))
+            choice[layer.name] = best
+            lut += best[1]
+            bram += best[2]
+        return choice, lut, bram
+
+    targets = sorted({o[0] for opts in options.values() for o in opts} | {fixed_cycles})
+    targets = [t for t in targets if t >= fixed_cycles]
+    for target in targets:
+        choice, lut, bram = pick(target)
+        if lut <= budget.lut and bram <= budget.bram:
+            break
+    else:
+        choice, lut, bram = pick(targets[-1]) if targets else ({}, fixed_lut, fixed_bram)
+        _raise_fit(graph, choice, budget, lut, bram)
+    for layer in free:
+        layer.pe, layer.simd = choice[layer.name][3], choice[layer.name][4]
+    _fix_label_select(graph)
+    return graph
+
+
+def _raise_fit(graph, choice, budget, lut, bram):
+    for layer in graph.layers:
+        if layer.name in choice:
+            layer.pe, layer.simd = choice[layer.name][3], choice[layer.name][4]
+    usage = ", ".join(f"{layer.name}: ~{estimate(layer)['lut']:.0f} LC, "
+                      f"{estimate(layer)['bram']} BRAM" for layer in graph.compute_layers)
+    over = []
+    if lut > budget.lut:
+        over.append(f"logic cells: ~{lut:.0f} needed at the most folded setting, "
+                    f"{budget.lut} available for the accelerator (over by ~{lut - budget.lut:.0f})")
+    if bram > budget.bram:
+        over.append(f"block RAM: {bram} needed, {budget.bram} available "
+                    f"(over by {bram - budget.bram})")
+    raise FitError(f"the model does not fit the board even fully folded: {'; '.join(over)}. "
+                   f"Per layer: {usage}. Use a smaller model, fewer bits, or a larger board.")
+
+
+def _fix_label_select(graph: Dataflow):
+    for prev, layer in zip(graph.layers, graph.layers[1:]):
+        if isinstance(layer, LabelSelect):
+            layer.lanes = prev.lanes_out
+
+
+def insert_width_converters(graph: Dataflow) -> Dataflow:
+    graph = copy.deepcopy(graph)
+    layers = [graph.layers[0]]
+    for layer in graph.layers[1:]:
+        prev = layers[-1]
+        if prev.lanes_out != layer.lanes_in and not isinstance(layer, LabelSelect):
+            layers.append(WidthConverter(f"{prev.name}_to_{layer.name}", n=prev.n_out,
+                                         bits=prev.out_bits, signed=prev.out_signed,
+                                         lanes_in=prev.lanes_out, lanes_out=layer.lanes_in))
+        layers.append(layer)
+    graph.layers = layers
+    return graph
+
+
+def insert_fifos(graph: Dataflow) -> Dataflow:
+    graph = copy.deepcopy(graph)
+    layers = [graph.layers[0]]
+    for layer in graph.layers[1:]:
+        if isinstance(layer, MVAU) and layer.nf > 1:
+            # One whole input frame plus slack, so the producer can run a frame ahead; on the
+            # narrow side of a width converter, where a frame takes the fewest bits per word.
+            at = len(layers)
+            prev = layers[-1]
+            if isinstance(prev, WidthConverter) and prev.lanes_in < prev.lanes_out:
+                at -= 1
+            lanes = layers[at - 1].lanes_out
+            layers.insert(at, FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits,
+                                   signed=prev.out_signed, lanes=lanes,
+                                   depth=math.ceil(layer.n_in / lanes) + 2))
+        layers.append(layer)
+    graph.layers = layers
+    return graph
+
+
+def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
+    """The whole back half of the compiler: fold, then add the stream plumbing."""
+    graph = fold(graph, budget, overrides)
+    graph = insert_width_converters(graph)
+    graph = insert_fifos(graph)
+    used = block_rams(graph.layers)
+    if used > budget.bram:
+        raise FitError(f"block RAM: the folded design needs {used}, the board has "
+                       f"{budget.bram}; per layer: " + ", ".join(
+                           f"{layer.name}: {estimate(layer)['bram']}" for layer in graph.layers
+                           if estimate(layer)["bram"]))
+    return graph

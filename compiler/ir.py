@@ -1,0 +1,131 @@
+"""The intermediate representation between a front end and the streamlining passes.
+
+A :class:`Graph` is a chain of nodes applied one after another to a batch ``[N, features]``:
+
+* :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``);
+* :class:`Linear`: ``y = x @ (weight * weight_scale).T`` with integer ``weight``;
+* :class:`FloatOp`: one float32 operation of the source model (bias add, batch norm, ReLU,
+  scaling...) applied to the running tensor, with all other operands constant. Calling it runs
+  the model's own op, so passes can evaluate the model's exact arithmetic.
+
+Every node keeps the name of the source node it came from (``name``), for error messages and
+for comparing with the source model. Shape-only ops that leave ``[N, features]`` as it is
+(flatten, view, reshape) do not appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["X", "FloatOp", "Graph", "Linear", "Quant", "int_range"]
+
+
+def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
+    """The integer range ``(lo, hi)`` of a ``bits``-wide quantizer."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
+class _Running:
+    """Placeholder for the running tensor among a :class:`FloatOp`'s arguments."""
+
+    def __repr__(self):
+        return "X"
+
+
+#: The running tensor in :attr:`FloatOp.args`.
+X = _Running()
+
+
+@dataclass(eq=False)
+class Quant:
+    """``q = clamp(round_half_even(x / scale), lo, hi)``; the value carried on is ``q * scale``
+    (zero points are always 0 in the IR)."""
+
+    name: str
+    bits: int
+    signed: bool
+    narrow: bool
+    scale: float
+
+    @property
+    def range(self) -> tuple[int, int]:
+        return int_range(self.bits, self.signed, self.narrow)
+
+
+@dataclass(eq=False)
+class Linear:
+    """``y = x @ (weight * weight_scale).T``; ``weight`` holds the integers of the weight
+    quantizer (``[out_features, in_features]``)."""
+
+    name: str
+    weight: np.ndarray
+    weight_scale: float
+    weight_bits: int
+    weight_signed: bool
+    weight_narrow: bool
+
+    @property
+    def out_features(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self.weight.shape[1]
+
+
+@dataclass(eq=False)
+class FloatOp:
+    """One float operation of the source model: ``target(*args, **kwargs)`` with :data:`X`
+    standing for the running tensor; ``index`` picks one result of an op returning a tuple."""
+
+    name: str
+    target: Any
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+    index: int | None = None
+
+    @property
+    def op(self) -> str:
+        return str(self.target)
+
+    def __call__(self, x):
+        def sub(a):
+            if a is X:
+                return x
+            if isinstance(a, (list, tuple)):
+                return type(a)(sub(b) for b in a)
+            return a
+        out = self.target(*sub(self.args), **{k: sub(v) for k, v in self.kwargs.items()})
+        return out if self.index is None else out[self.index]
+
+
+@dataclass(eq=False)
+class Graph:
+    """A chain of :class:`Quant`, :class:`Linear` and :class:`FloatOp` nodes.
+
+    ``input_shape`` is the shape of one input sample; ``output`` the name of the source node
+    whose value the graph returns; ``meta`` what the front end found (the format...)."""
+
+    name: str
+    input_shape: tuple[int, ...]
+    nodes: list = field(default_factory=list)
+    output: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __str__(self):
+        lines = [f"graph {self.name} (input {self.input_shape}) -> {self.output}"]
+        for node in self.nodes:
+            if isinstance(node, Quant):
+                lines.append(f"  {node.name}: quant {node.bits}b signed={node.signed} "
+                             f"narrow={node.narrow} scale={node.scale}")
+            elif isinstance(node, Linear):
+                lines.append(f"  {node.name}: linear {node.in_features}->{node.out_features} "
+                             f"w{node.weight_bits} scale={node.weight_scale}")
+            else:
+                lines.append(f"  {node.name}: {node.op}")
+        return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""The memory plan: every memory each layer instantiates, and where it lives.
+
+The plan is authoritative: the hardware marks each memory with the Yosys attribute
+``ram_style`` taken from here (``"block"`` or ``"logic"``), so the synthesized block-RAM count
+must equal :func:`block_rams` exactly, and the build checks that it does.
+
+iCE40 block RAMs (EBR) are 4 Kbit each and can be configured 256x16, 512x8, 1024x4 or
+2048x2; a memory takes ``ceil(width / w) * ceil(depth / d)`` blocks in the best of these
+configurations. A ROM goes to block RAM when it fills at least a quarter of the blocks it would
+take (a ROM in logic costs about one LUT per 8 bits); a RAM (input buffers, FIFOs) when it
+holds at least :data:`RAM_BITS_PER_EBR` bits per block (in logic it costs a flip-flop per
+bit); anything over :data:`LOGIC_LIMIT_BITS` goes to block RAM.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .dataflow import FIFO, MVAU
+
+__all__ = ["EBR_CONFIGS", "MemorySpec", "block_rams", "ebr_count", "plan"]
+
+#: (width, depth) configurations of one 4 Kbit iCE40 block RAM.
+EBR_CONFIGS = ((16, 256), (8, 512), (4, 1024), (2, 2048))
+EBR_BITS = 4096
+#: Memories larger than this always go to block RAM.
+LOGIC_LIMIT_BITS = 4096
+#: A RAM goes to block RAM when it holds at least this many bits per block it would take.
+RAM_BITS_PER_EBR = 192
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    """One memory: ``purpose`` (``weights``, ``thresholds``, ``input_buffer``, ``fifo``),
+    ``width`` bits per word, ``depth`` words, ``style`` (``block`` or ``logic``), ``rom``
+    (contents fixed at configuration)."""
+
+    layer: str
+    purpose: str
+    width: int
+    depth: int
+    rom: bool
+    style: str
+
+    @property
+    def bits(self) -> int:
+        return self.width * self.depth
+
+    @property
+    def ebr(self) -> int:
+        """Block RAMs this memory occupies (0 in logic)."""
+        return ebr_count(self.width, self.depth) if self.style == "block" else 0
+
+    @property
+    def attrs(self) -> dict[str, str]:
+        """Attributes for ``amaranth.lib.memory.Memory(attrs=...)``."""
+        return {"ram_style": self.style}
+
+
+def ebr_count(width: int, depth: int) -> int:
+    """Blocks a ``width`` x ``depth`` memory takes in the best EBR configuration."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in EBR_CONFIGS)
+
+
+def _style(width: int, depth: int, rom: bool) -> str:
+    bits, ebr = width * depth, ebr_count(width, depth)
+    if bits > LOGIC_LIMIT_BITS:
+        return "block"
+    if rom:
+        # A ROM in logic costs about a LUT per 8 bits.
+        return "block" if 4 * bits >= ebr * EBR_BITS else "logic"
+    # A RAM in logic costs a flip-flop per bit and its read multiplexers.
+    return "block" if bits >= RAM_BITS_PER_EBR * ebr else "logic"
+
+
+def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
+    return MemorySpec(layer.name, purpose, width, depth, rom, _style(width, depth, rom))
+
+
+def plan(layer) -> list[MemorySpec]:
+    """The memories ``layer`` instantiates with its current folding."""
+    if isinstance(layer, MVAU):
+        mems = [_spec(layer, "weights", layer.pe * layer.simd * layer.weight_bits,
+                      layer.nf * layer.sf, True)]
+        if layer.thresholds is not None:
+            mems.append(_spec(layer, "thresholds", layer.pe * layer.threshold_bits,
+                              layer.nf * 2**layer.out_bits, True))
+        if layer.nf > 1:
+            mems.append(_spec(layer, "input_buffer", layer.simd * layer.in_bits,
+                              layer.sf, False))
+        return mems
+    if isinstance(layer, FIFO):
+        return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth, False)]
+    return []
+
+
+def block_rams(layers) -> int:
+    """Total block RAMs the plan uses."""
+    return sum(spec.ebr for layer in layers for spec in plan(layer))

@@ -1,0 +1,220 @@
+"""Quantization-aware layers that hwgen can compile.
+
+Every quantizer in these layers calls one custom operator, ``hwgen::quant``, registered with
+:mod:`torch.library`. It survives :func:`torch.export.export`, :func:`torch.export.save` and
+:func:`torch.export.load` (importing :mod:`hwgen.nn` registers it), so the compiler finds the
+quantization of a model in its exported ATen graph::
+
+    hwgen::quant(Tensor x, Tensor scale, Tensor zero_point, int bits, bool signed, bool narrow)
+        -> Tensor
+
+returns the dequantized value ``(clamp(round_half_even(x/scale + zp), qmin, qmax) - zp) * scale``
+computed in float32 (Brevitas/QONNX convention). Its gradient is the straight-through estimator:
+the incoming gradient passes where ``x`` was not clamped, zero elsewhere.
+
+All scales are powers of two. Products and sums of dequantized values are then exact in
+float32, so ``F.linear(x, Wq)`` equals ``acc * s_in * s_w`` exactly and the PyTorch model and
+hwgen's integer golden model agree bit for bit.
+
+Layers
+------
+:class:`QuantIdentity`
+    Quantizes its input (use it first, on the raw input).
+:class:`QuantLinear`
+    A bias-free (or integer-bias) linear layer with narrow signed per-tensor weights.
+:class:`QuantReLU`
+    ReLU followed by an unsigned quantizer.
+
+Standard :class:`torch.nn.BatchNorm1d` may sit between a :class:`QuantLinear` and a
+:class:`QuantReLU`; hwgen folds it into integer thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["QuantIdentity", "QuantLinear", "QuantReLU", "int_range", "quant", "weight_scale"]
+
+
+def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
+    """The integer range ``(qmin, qmax)`` of a ``bits``-wide quantizer."""
+    if signed:
+        return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
+    return 0, 2**bits - 1 - int(narrow)
+
+
+def _check_args(bits: int, signed: bool, narrow: bool):
+    if not isinstance(bits, int) or not 1 <= bits <= 32:
+        raise ValueError(f"hwgen::quant: bits={bits!r} must be an integer in 1..32")
+    if bits == 1 and not signed and narrow:
+        raise ValueError("hwgen::quant: a 1-bit unsigned narrow quantizer has a single level")
+
+
+@torch.library.custom_op("hwgen::quant", mutates_args=())
+def quant(x: Tensor, scale: Tensor, zero_point: Tensor, bits: int, signed: bool,
+          narrow: bool) -> Tensor:
+    """Quantize and dequantize ``x``: ``(clamp(round_half_even(x/scale + zp), qmin, qmax) - zp)
+    * scale`` in float32."""
+    _check_args(bits, signed, narrow)
+    lo, hi = int_range(bits, signed, narrow)
+    x = x.to(torch.float32)
+    scale = scale.to(torch.float32)
+    zero_point = zero_point.to(torch.float32)
+    q = torch.clamp(torch.round(x / scale + zero_point), lo, hi)
+    return (q - zero_point) * scale
+
+
+@quant.register_fake
+def _quant_fake(x, scale, zero_point, bits, signed, narrow):
+    return torch.empty_like(x, dtype=torch.float32)
+
+
+def _quant_setup_context(ctx, inputs, output):
+    x, scale, zero_point, bits, signed, narrow = inputs
+    ctx.save_for_backward(x, scale, zero_point)
+    ctx.qrange = int_range(bits, signed, narrow)
+
+
+def _quant_backward(ctx, grad):
+    x, scale, zero_point = ctx.saved_tensors
+    lo, hi = ctx.qrange
+    y = torch.round(x.to(torch.float32) / scale + zero_point)
+    inside = (y >= lo) & (y <= hi)
+    return grad * inside.to(grad.dtype), None, None, None, None, None
+
+
+quant.register_autograd(_quant_backward, setup_context=_quant_setup_context)
+
+
+def _check_pow2(what: str, scale: float) -> float:
+    scale = float(scale)
+    if not (scale > 0 and math.isfinite(scale) and math.frexp(scale)[0] == 0.5):
+        raise ValueError(f"{what}: scale={scale!r} must be a power of two (e.g. 0.25, 1, 2) so "
+                         f"that PyTorch and the integer hardware agree bit for bit")
+    return scale
+
+
+def weight_scale(weight: Tensor, qmax: int) -> Tensor:
+    """The per-tensor power-of-two weight scale ``2**ceil(log2(max|W| / qmax))`` (no
+    gradient)."""
+    amax = weight.detach().abs().amax().clamp_min(2.0**-24)
+    return torch.exp2(torch.ceil(torch.log2(amax / qmax)))
+
+
+class _ActQuant(nn.Module):
+    def __init__(self, bits: int, signed: bool, scale: float, narrow: bool = False):
+        super().__init__()
+        _check_args(bits, signed, narrow)
+        self.bits, self.signed, self.narrow = bits, signed, narrow
+        scale = _check_pow2(type(self).__name__, scale)
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("zero_point", torch.tensor(0.0, dtype=torch.float32))
+
+    def extra_repr(self) -> str:
+        return (f"bits={self.bits}, signed={self.signed}, narrow={self.narrow}, "
+                f"scale={float(self.scale)}")
+
+
+class QuantIdentity(_ActQuant):
+    """Quantizes its input to ``bits`` with a fixed power-of-two ``scale``.
+
+    Parameters
+    ----------
+    bits : int
+        Width of the integers.
+    signed : bool
+        Two's complement range ``[-2**(bits-1), 2**(bits-1)-1]`` or unsigned ``[0, 2**bits-1]``.
+    scale : float
+        A power of two: the value of one integer step.
+    narrow : bool
+        Drop the most negative (signed) or the largest (unsigned) level.
+    """
+
+    def __init__(self, bits: int = 8, signed: bool = True, scale: float = 1.0,
+                 narrow: bool = False):
+        super().__init__(bits, signed, scale, narrow)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return quant(x, self.scale, self.zero_point, self.bits, self.signed, self.narrow)
+
+
+class QuantReLU(_ActQuant):
+    """ReLU followed by an unsigned ``bits``-wide quantizer with a power-of-two ``scale``:
+    outputs ``scale * {0, 1, ..., 2**bits - 1}``."""
+
+    def __init__(self, bits: int = 4, scale: float = 0.25):
+        super().__init__(bits, False, scale, False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return quant(F.relu(x), self.scale, self.zero_point, self.bits, False, False)
+
+
+class QuantLinear(nn.Module):
+    """A linear layer with ``weight_bits``-wide narrow signed weights and a per-tensor
+    power-of-two weight scale ``2**ceil(log2(max|W| / qmax))``.
+
+    Its input must come from a hwgen quantizer (:class:`QuantIdentity`, :class:`QuantReLU`).
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Matrix shape.
+    bias : bool
+        Add a bias. Between a linear layer and a quantizer (e.g. before BatchNorm) a float bias
+        is fine; on the last layer, whose output are the logits, pass ``input_scale`` too.
+    weight_bits : int
+        Width of the signed integer weights (narrow range ``[-(2**(b-1)-1), 2**(b-1)-1]``).
+    input_scale : float or None
+        Scale of the quantizer feeding this layer. With a bias, it quantizes the bias to the
+        accumulator grid (scale ``input_scale * weight_scale``, 32-bit signed) so the outputs
+        are integers times that scale: required on the last layer.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False,
+                 weight_bits: int = 4, input_scale: float | None = None):
+        super().__init__()
+        if weight_bits < 2:
+            raise ValueError(f"QuantLinear: weight_bits={weight_bits!r} must be at least 2 "
+                             f"(narrow signed weights)")
+        self.in_features, self.out_features = in_features, out_features
+        self.weight_bits = weight_bits
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.register_buffer("zero_point", torch.tensor(0.0, dtype=torch.float32))
+        if input_scale is None:
+            self.input_scale = None
+        else:
+            scale = _check_pow2("QuantLinear input_scale", input_scale)
+            self.register_buffer("input_scale", torch.tensor(scale, dtype=torch.float32))
+
+    def quant_weight(self) -> Tensor:
+        """The dequantized weights (integers times the weight scale)."""
+        qmax = int_range(self.weight_bits, True, True)[1]
+        scale = weight_scale(self.weight, qmax)
+        return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
+
+    def quant_bias(self) -> Tensor | None:
+        """The bias: float, or on the accumulator grid with ``input_scale``."""
+        if self.bias is None or self.input_scale is None:
+            return self.bias
+        qmax = int_range(self.weight_bits, True, True)[1]
+        scale = self.input_scale * weight_scale(self.weight, qmax)
+        return quant(self.bias, scale, self.zero_point, 32, True, False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        # The bias is a separate add: BLAS may fuse a bias passed to F.linear and round
+        # differently.
+        y = F.linear(x, self.quant_weight())
+        bias = self.quant_bias()
+        if bias is not None:
+            y = y + bias
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, weight_bits={self.weight_bits}")
