@@ -19,6 +19,7 @@ synthesized figures beside it.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -154,7 +155,10 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
             break
     else:
         choice, lut, bram = pick(targets[-1]) if targets else ({}, fixed_lut, fixed_bram)
-        _raise_fit(graph, choice, budget, lut, bram)
+        if not overrides:
+            _raise_fit(graph, choice, budget, lut, bram)
+        # With folding fixed by hand, the estimate does not overrule the user: synthesis
+        # will say whether it fits.
     for layer in free:
         layer.pe, layer.simd = choice[layer.name][3], choice[layer.name][4]
     _fix_label_select(graph)
@@ -179,7 +183,7 @@ def _raise_fit(graph, choice, budget, lut, bram):
 
 
 def _fix_label_select(graph: Dataflow):
-    for prev, layer in zip(graph.layers, graph.layers[1:]):
+    for prev, layer in itertools.pairwise(graph.layers):
         if isinstance(layer, LabelSelect):
             layer.lanes = prev.lanes_out
 

@@ -87,6 +87,6 @@ class OutputBuffer(wiring.Component):
                 m.d.sync += head.eq(self.i.payload)
         with m.Elif(push & (count == 0)):
             m.d.sync += head.eq(self.i.payload)
-        with m.If(push & ((count == 2) | ((count == 1) & ~pop))):
+        with m.If(push & (count == 1) & ~pop):
             m.d.sync += tail.eq(self.i.payload)
         return m

@@ -1,0 +1,175 @@
+"""The benchmark: build every example for every board, and write bench/results.{md,json}.
+
+    ./dev python bench/run.py [--only NAME]
+
+For each (example, board): resources, fmax, cycles per frame, frames/s, latency, wall time per
+stage, verification speed, and the same model's PyTorch CPU inference rate measured in this
+run on this machine (so the ratio compares like with like). Each build runs twice; the second
+is the warm-cache figure (YoWASP and Verilator caches filled by the first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hwgen.api import BuildOptions, build  # noqa: E402
+from hwgen.api import _tool_versions as tool_versions  # noqa: E402
+
+
+def digits_all():
+    from sklearn.datasets import load_digits
+    data = load_digits()
+    return data.data.astype(np.float32), data.target.astype(np.int64)
+
+
+#: name -> (model file, vectors, labels)
+EXAMPLES = {
+    "digits_mlp_w4a4": ("examples/digits_mlp_w4a4.pt", digits_all),
+}
+BOARDS = ["icebreaker"]
+
+
+def torch_rate(model: Path, x: np.ndarray) -> dict:
+    """PyTorch CPU inference of the exported model: frames/s batched and one at a time."""
+    import hwgen.nn  # noqa: F401  (registers the quantizer op)
+    module = torch.export.load(str(model)).module()
+    xt = torch.from_numpy(x)
+    with torch.no_grad():
+        module(xt[:8])
+        start = time.perf_counter()
+        module(xt)
+        batched = len(x) / (time.perf_counter() - start)
+        n = min(len(x), 300)
+        start = time.perf_counter()
+        for i in range(n):
+            module(xt[i:i + 1])
+        single = n / (time.perf_counter() - start)
+    return {"batched_fps": round(batched, 1), "batch1_fps": round(single, 1),
+            "threads": torch.get_num_threads()}
+
+
+def bench_one(name: str, board: str, out_root: Path) -> dict:
+    model, data = EXAMPLES[name]
+    x, y = data()
+    tmp = out_root / f"{name}-{board}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / "inputs.npy", x)
+    np.save(tmp / "labels.npy", y)
+    runs = []
+    for attempt in ("first", "warm"):
+        options = BuildOptions(board=board, out=tmp / attempt, inputs=tmp / "inputs.npy",
+                               labels=tmp / "labels.npy")
+        start = time.perf_counter()
+        report = build(ROOT / model, options)
+        report["total_wall_s"] = round(time.perf_counter() - start, 2)
+        runs.append(report)
+    warm = runs[1]
+    rate = torch_rate(ROOT / model, x)
+    ver = warm["verification"]
+    sim_wall = sum(p["wall_s"] for p in ver["phases"].values())
+    sim_cycles = sum(p["cycles"] for p in ver["phases"].values())
+    return {
+        "example": name, "board": board, "device": warm["device"],
+        "resources": warm["resources"], "fmax_mhz": warm["fmax_mhz"],
+        "clock_mhz": warm["clock_mhz"], "cycles_per_frame": warm["cycles_per_frame"],
+        "latency_cycles": warm["latency_cycles"], "fps": warm["fps"],
+        "fps_at_fmax": warm["fps_at_fmax"], "accuracy": warm.get("accuracy"),
+        "vectors": ver["vectors"], "mismatches": ver["mismatches"],
+        "stall_fraction": ver["stall_fraction"], "agreement": warm["agreement"],
+        "wall_s": {"first": runs[0]["wall_s"], "warm": warm["wall_s"]},
+        "total_wall_s": {"first": runs[0]["total_wall_s"], "warm": warm["total_wall_s"]},
+        "verify_wall_s": warm["wall_s"]["simulate"],
+        "vectors_per_s": round(ver["vectors"] * len(ver["phases"]) / sim_wall, 1),
+        "sim_cycles_per_s": round(sim_cycles / sim_wall),
+        "torch": rate,
+        "fps_vs_torch_batch1": round(warm["fps"] / rate["batch1_fps"], 2),
+        "fps_vs_torch_batched": round(warm["fps"] / rate["batched_fps"], 3),
+    }
+
+
+def markdown(results: dict) -> str:
+    lines = ["# hwgen benchmark", "",
+             f"Commit `{results['commit']}`, {results['date']}, on {results['machine']}.", "",
+             "Written by `./dev python bench/run.py`. Each build runs twice; *warm* is the "
+             "second run (tool caches filled). PyTorch figures are the same exported model on "
+             "this machine's CPU in the same run.", "",
+             "| example | board | LC | FF | BRAM | DSP | fmax MHz | clock MHz | cycles/frame | "
+             "latency cycles | frames/s | frames/s at fmax | accuracy | mismatches |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        res = r["resources"]
+        acc = f"{r['accuracy']['golden'] * 100:.2f}%" if r["accuracy"] else "-"
+        lines.append(
+            f"| {r['example']} | {r['board']} | {res['lut']['used']}/{res['lut']['total']} | "
+            f"{res['ff']['used']} | {res['bram']['used']}/{res['bram']['total']} | "
+            f"{res['dsp']['used']} | {r['fmax_mhz']:.1f} | {r['clock_mhz']:.0f} | "
+            f"{r['cycles_per_frame']} | {r['latency_cycles']} | {r['fps']:,.0f} | "
+            f"{r['fps_at_fmax']:,.0f} | {acc} | {r['mismatches']} / {r['vectors']} x2 |")
+    lines += ["", "## Wall time (seconds)", "",
+              "| example | board | stage | first run | warm run |", "|---|---|---|---|---|"]
+    for r in results["rows"]:
+        stages = list(r["wall_s"]["warm"])
+        for stage in stages:
+            lines.append(f"| {r['example']} | {r['board']} | {stage} | "
+                         f"{r['wall_s']['first'].get(stage, 0):.1f} | "
+                         f"{r['wall_s']['warm'][stage]:.1f} |")
+        lines.append(f"| {r['example']} | {r['board']} | **total** | "
+                     f"{r['total_wall_s']['first']:.1f} | {r['total_wall_s']['warm']:.1f} |")
+    lines += ["", "## Verification speed and PyTorch comparison", "",
+              "| example | vectors | stall fraction | verify wall s (warm, both runs, incl. "
+              "cached build) | vectors/s | simulated cycles/s | PyTorch CPU frames/s (batch 1 / "
+              "batched) | accelerator / PyTorch batch 1 | accelerator / PyTorch batched |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        lines.append(
+            f"| {r['example']} | {r['vectors']} | {r['stall_fraction']:.2f} | "
+            f"{r['verify_wall_s']:.1f} | {r['vectors_per_s']:,.0f} | "
+            f"{r['sim_cycles_per_s']:,} | {r['torch']['batch1_fps']:,.0f} / "
+            f"{r['torch']['batched_fps']:,.0f} | {r['fps_vs_torch_batch1']}x | "
+            f"{r['fps_vs_torch_batched']}x |")
+    lines += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in results["tools"].items()),
+              ""]
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", help="run only this example")
+    parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
+    args = parser.parse_args()
+    rows = []
+    for name in EXAMPLES:
+        if args.only and name != args.only:
+            continue
+        for board in BOARDS:
+            print(f"bench: {name} on {board}", flush=True)
+            rows.append(bench_one(name, board, Path(args.out)))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    results = {"commit": commit + ("+dirty" if dirty else ""),
+               "date": time.strftime("%Y-%m-%d"),
+               "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
+                          f"cores, Python {platform.python_version()}",
+               "tools": tool_versions(), "rows": rows}
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "bench" / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

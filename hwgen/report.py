@@ -1,0 +1,121 @@
+"""The build report: ``report.json`` for machines, ``report.md`` and a summary for people."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["summary", "write_report"]
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_report(report: dict, out: Path) -> None:
+    """Write ``report.json`` and ``report.md`` into ``out`` (atomically each)."""
+    out = Path(out)
+    for name, text in (("report.json", json.dumps(_plain(report), indent=2) + "\n"),
+                       ("report.md", markdown(report))):
+        tmp = out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(out / name)
+
+
+def _fmt(value, unit="", digits=1):
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}{unit}"
+    return f"{value:,}{unit}"
+
+
+def _resources_line(report) -> str:
+    res = report.get("resources")
+    if not res:
+        return "not built (no bitstream requested)"
+    return ", ".join(f"{k.upper() if k != 'lut' else 'LC'} {v['used']}/{v['total']}"
+                     for k, v in res.items() if v["total"])
+
+
+def summary(report: dict) -> str:
+    """A few lines a person reads at the end of ``hwgen build``."""
+    lines = []
+    status = report.get("status", "?").upper()
+    lines.append(f"{status}: {report.get('model')} on {report.get('board')} "
+                 f"({report.get('device')})")
+    if report.get("error"):
+        lines.append(f"  error: {report['error']}")
+    ver = report.get("verification")
+    if ver:
+        stall = (f"on, ready low {ver['stall_fraction']:.0%} of cycles"
+                 if ver["backpressure"] else "off")
+        lines.append(f"  RTL vs golden: {ver['mismatches']} mismatches over {ver['vectors']} "
+                     f"vectors x {len(ver['phases'])} runs (back-pressure {stall})")
+        lines.append(f"  cycles/frame: {ver['cycles_per_frame_measured']} measured, "
+                     f"{ver['cycles_per_frame_formula']} by formula; latency "
+                     f"{report.get('latency_cycles')} cycles")
+    agr = report.get("agreement")
+    if agr:
+        lines.append(f"  PyTorch vs golden: {agr['hidden_mismatches']} hidden, "
+                     f"{agr['logit_mismatches']} logit mismatches; argmax ties "
+                     f"{agr['argmax_ties']}")
+    acc = report.get("accuracy")
+    if acc:
+        lines.append(f"  accuracy: {acc['golden'] * 100:.2f}% on {acc['labels']} labelled "
+                     f"vectors")
+    if report.get("resources"):
+        lines.append(f"  resources: {_resources_line(report)}")
+        lines.append(f"  clock {_fmt(report.get('clock_mhz'), ' MHz')}, fmax "
+                     f"{_fmt(report.get('fmax_mhz'), ' MHz')}; "
+                     f"{_fmt(report.get('fps'), ' frames/s', 0)} "
+                     f"({_fmt(report.get('fps_at_fmax'), ' at fmax', 0)})")
+    if report.get("bitstream"):
+        lines.append(f"  bitstream: {report['bitstream']}")
+    wall = report.get("wall_s", {})
+    if wall:
+        lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in wall.items()
+                                                  if "." not in k))
+    lines.append(f"  report: {report.get('out')}/report.json")
+    return "\n".join(lines)
+
+
+def markdown(report: dict) -> str:
+    """``report.md``: the summary, then the per-layer table."""
+    parts = [f"# hwgen build: {Path(str(report.get('model'))).name} on {report.get('board')}",
+             "", "```", summary(report), "```", ""]
+    layers = report.get("layers") or []
+    if layers:
+        parts += ["## Layers", "",
+                  "| layer | type | shape | in bits | out bits | PE | SIMD | cycles | "
+                  "acc bits | memories |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for layer in layers:
+            mems = "; ".join(f"{m['purpose']} {m['width']}x{m['depth']} {m['style']}"
+                             f"{' (' + str(m['bram']) + ' BRAM)' if m['bram'] else ''}"
+                             for m in layer["memories"]) or "-"
+            shape = "x".join(map(str, layer.get("shape", []))) or f"{layer['in']['n']}"
+            parts.append(
+                f"| {layer['name']} | {layer['type']} | {shape} | "
+                f"{layer['in']['bits']}{'s' if layer['in']['signed'] else 'u'} | "
+                f"{layer['out']['bits']}{'s' if layer['out']['signed'] else 'u'} | "
+                f"{layer.get('pe', '-')} | {layer.get('simd', '-')} | {layer['cycles']} | "
+                f"{layer.get('acc_bits', '-')} | {mems} |")
+        parts.append("")
+    parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
+              "(`nf * max(sf, steps)` for an MVAU); the slowest layer sets the accelerator's "
+              "cycles per frame, which the simulation must measure exactly. `fps` is at the "
+              "clock the bitstream runs at, `fps_at_fmax` at the fmax nextpnr reports.", ""]
+    return "\n".join(parts)

