@@ -79,45 +79,62 @@ def _where(node) -> str:
     return ""
 
 
-def check_file(path) -> Path:
-    """Check that ``path`` is a ``torch.export`` archive, by content; raise
-    :class:`ModelFileError` for anything else, and refuse pickles."""
-    path = Path(path)
+def _kind(path: Path) -> str:
+    """``"export"`` or ``"pickle"``, by content; :class:`ModelFileError` for anything else."""
     if not path.is_file():
         raise ModelFileError(f"model file '{path}' does not exist or is not a file; pass the "
                              f".pt/.pt2 archive written by torch.export.save.")
     if not zipfile.is_zipfile(path):
-        head = path.read_bytes()[:8]
-        kind = ("it looks like a legacy torch.save pickle" if head[:1] == b"\x80"
-                else "it is not a zip archive")
-        raise ModelFileError(f"'{path}' is not a torch.export archive ({kind}); hwgen reads "
-                             f".pt/.pt2 files written by torch.export.save: export the model "
-                             f"with ep = torch.export.export(model.eval(), (example_input,)) "
-                             f"and torch.export.save(ep, '{path.stem}.pt2').")
+        with open(path, "rb") as file:
+            head = file.read(2)
+        if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+            return "pickle"  # a legacy (non-zip) torch.save file
+        raise ModelFileError(f"'{path}' is not a torch.export archive (it is not a zip "
+                             f"archive); hwgen reads .pt/.pt2 files written by "
+                             f"torch.export.save: export the model with ep = "
+                             f"torch.export.export(model.eval(), (example_input,)) and "
+                             f"torch.export.save(ep, '{path.stem}.pt2').")
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError) as error:
         raise ModelFileError(f"'{path}' is a damaged zip archive ({error}); re-export it with "
                              f"torch.export.save.") from error
-    exported = any(name.rsplit("/", 1)[-1] == "archive_format" for name in names)
-    pickled = any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names)
-    if pickled and not exported:
+    if any(name.rsplit("/", 1)[-1] == "archive_format" for name in names):
+        return "export"
+    if any(name.rsplit("/", 1)[-1] == "data.pkl" for name in names):
+        return "pickle"
+    raise ModelFileError(f"'{path}' is a zip archive but not a torch.export archive (no "
+                         f"archive_format entry); write the model with torch.export.save.")
+
+
+def check_file(path, *, allow_pickle: bool = False) -> str:
+    """Check by content that ``path`` is a ``torch.export`` archive and return its kind
+    (``"export"``, or ``"pickle"`` with ``allow_pickle``); raise :class:`ModelFileError` for
+    anything else, and for pickles unless ``allow_pickle``."""
+    path = Path(path)
+    kind = _kind(path)
+    if kind == "pickle" and not allow_pickle:
         raise ModelFileError(f"'{path}' is a torch.save pickle, not a torch.export archive; "
-                             f"hwgen refuses pickles because unpickling runs arbitrary code. "
-                             f"Export the model instead: ep = torch.export.export(model.eval(), "
-                             f"(example_input,)); torch.export.save(ep, '{path.stem}.pt2').")
-    if not exported:
-        raise ModelFileError(f"'{path}' is a zip archive but not a torch.export archive (no "
-                             f"archive_format entry); write the model with torch.export.save.")
-    return path
+                             f"hwgen refuses pickles because unpickling runs arbitrary code "
+                             f"from the file. Export the model instead: ep = "
+                             f"torch.export.export(model.eval(), (example_input,)); "
+                             f"torch.export.save(ep, '{path.stem}.pt2'). (For a file you "
+                             f"trust, --allow-pickle / allow_pickle=True reads it anyway.)")
+    return kind
 
 
-def load_program(path) -> torch.export.ExportedProgram:
-    """Load a ``torch.export`` archive after checking its kind by content."""
-    path = check_file(path)
+def load_program(path, *, allow_pickle: bool = False) -> torch.export.ExportedProgram:
+    """Load a ``torch.export`` archive after checking its kind by content. With
+    ``allow_pickle`` (only for trusted files: unpickling runs code), a pickled ``nn.Module`` is
+    unpickled and exported with an example batch ``[2, in_features]`` of its first layer."""
+    path = Path(path)
+    if check_file(path, allow_pickle=allow_pickle) == "pickle":
+        return _export_pickle(path)
     try:
-        return torch.export.load(str(path))
+        # A file object, so torch does not complain about a .pt suffix.
+        with open(path, "rb") as file:
+            return torch.export.load(file)
     except Exception as error:  # torch raises many kinds; the user needs the message
         raise ModelFileError(f"'{path}' could not be loaded with torch.export.load: "
                              f"{type(error).__name__}: {error}. If the model uses custom "
@@ -125,10 +142,35 @@ def load_program(path) -> torch.export.ExportedProgram:
                              f"re-export it with hwgen.nn layers.") from error
 
 
-def load(path) -> ir.Graph:
+def _export_pickle(path: Path) -> torch.export.ExportedProgram:
+    try:
+        obj = torch.load(path, weights_only=False)  # the user opted in: allow_pickle
+    except Exception as error:
+        raise ModelFileError(f"'{path}' could not be unpickled: {type(error).__name__}: "
+                             f"{error}.") from error
+    if isinstance(obj, torch.export.ExportedProgram):
+        return obj
+    if not isinstance(obj, torch.nn.Module):
+        raise ModelFileError(f"'{path}' holds a {type(obj).__name__}, not an nn.Module; save "
+                             f"the model with torch.export.save.")
+    first = next((m for m in obj.modules() if hasattr(m, "in_features")), None)
+    if first is None:
+        raise ModelFileError(f"'{path}': cannot tell the input shape of the pickled module "
+                             f"(no layer with in_features); export it with torch.export.")
+    try:
+        return torch.export.export(obj.eval(), (torch.zeros(2, int(first.in_features)),))
+    except Exception as error:
+        raise ModelFileError(f"'{path}': exporting the pickled module failed: "
+                             f"{type(error).__name__}: {error}; export it yourself with "
+                             f"torch.export.export.") from error
+
+
+def load(path, *, allow_pickle: bool = False) -> ir.Graph:
     """Read a ``torch.export`` archive into the IR."""
     path = Path(path)
-    return from_program(load_program(path), name=path.stem)
+    graph = from_program(load_program(path, allow_pickle=allow_pickle), name=path.stem)
+    graph.meta["source_kind"] = _kind(path)
+    return graph
 
 
 def _constants(ep) -> tuple[dict, list]:
@@ -192,6 +234,7 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
     input_shape = None
     nodes: list = []
     output = None
+    tuple_nodes = set()    # fx nodes returning a tuple whose result 0 is the running tensor
 
     def fail_branch(node):
         raise UnsupportedOpError(f"node '{node.name}' ({node.target}){_where(node)} combines "
@@ -235,14 +278,14 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
             with torch.no_grad():
                 consts[node] = target(*args, **kwargs)
             if target is QUANT:
-                x, scale, zero_point, bits, signed, narrow = args
+                _, scale, zero_point, bits, signed, narrow = args
                 qinfo[node] = (scale, zero_point, bits, signed, narrow)
             continue
         if len(dynamic) > 1 or dynamic[0] is not current:
             fail_branch(node)
 
         if target is operator.getitem:
-            if node.args[1] != 0 or not getattr(current, "_hwgen_tuple", False):
+            if node.args[1] != 0 or current not in tuple_nodes:
                 raise UnsupportedOpError(f"node '{node.name}' takes result {node.args[1]} of "
                                          f"'{current.name}' ({current.target}); hwgen uses only "
                                          f"the first result of such ops.")
@@ -284,13 +327,14 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                         f"statistics.")
             need_2d(node, "batch norm")
             nodes.append(_float_op(node, consts, index=0 if target in BATCH_NORM_EVAL else None))
-            node._hwgen_tuple = target in BATCH_NORM_EVAL
+            if target in BATCH_NORM_EVAL:
+                tuple_nodes.add(node)
         elif target in ELEMENTWISE:
             need_2d(node, "float")
             nodes.append(_float_op(node, consts))
         elif target in RESHAPE:
             before, after = _shape(node.args[0]), _shape(node)
-            if before and after and (not after or after[0] != before[0]):
+            if before and after and after[0] != before[0]:
                 raise UnsupportedOpError(f"reshape node '{node.name}' ({target}){_where(node)} "
                                          f"changes the batch dimension ({list(before)} -> "
                                          f"{list(after)}); hwgen supports reshapes that keep "

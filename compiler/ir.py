@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["X", "FloatOp", "Graph", "Linear", "Quant", "int_range"]
+__all__ = ["FloatOp", "Graph", "Linear", "Quant", "X", "int_range"]
 
 
 def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:

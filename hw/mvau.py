@@ -19,6 +19,7 @@ from amaranth.lib import memory, wiring
 from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler import dataflow
+from hwgen.compiler.dataflow import bits_for_range
 
 from .stream import OutputBuffer, beat_signature, lane
 
@@ -42,6 +43,50 @@ def _check_int(layer, what, minimum=1):
         raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
     if value < minimum:
         raise ValueError(f"{layer.name}: {what}={value!r} must be at least {minimum}")
+
+
+def _validate(layer):
+    if not isinstance(layer, dataflow.MVAU):
+        raise TypeError(f"layer must be a dataflow.MVAU, not {layer!r}")
+    for what in ("in_bits", "weight_bits", "acc_bits", "out_bits", "pe", "simd"):
+        _check_int(layer, what)
+    layer.check_folding()
+    if layer.thresholds is not None and layer.out_bits > 12:
+        raise ValueError(f"{layer.name}: out_bits={layer.out_bits} is too wide for a "
+                         f"threshold search (2**out_bits thresholds per neuron)")
+    if layer.bias is not None and layer.bias.shape != (layer.mh,):
+        raise ValueError(f"{layer.name}: bias has shape {layer.bias.shape}, "
+                         f"expected ({layer.mh},)")
+
+
+def _memory_plan(layer):
+    nf, sf = layer.nf, layer.sf
+    pe, simd, wb = layer.pe, layer.simd, layer.weight_bits
+    words = []
+    for n in range(nf):
+        for s in range(sf):
+            word = 0
+            for j in range(pe):
+                for k in range(simd):
+                    r, c = n * pe + j, s * simd + k
+                    if r < layer.mh and c < layer.mw:
+                        w = int(layer.weights[r, c]) & ((1 << wb) - 1)
+                        word |= w << ((j * simd + k) * wb)
+            words.append(word)
+    plan = [("weights", pe * simd * wb, nf * sf, words)]
+    if nf > 1:
+        plan.append(("inputs", simd * layer.in_bits, sf, None))
+    if layer.thresholds is not None:
+        tb, ob = layer.threshold_bits, layer.out_bits
+        for j in range(pe):
+            init = []
+            for n in range(nf):
+                r = n * pe + j
+                heap = threshold_heap(layer.thresholds[r], ob) if r < layer.mh else \
+                    [0] * 2**ob
+                init += [t & ((1 << tb) - 1) for t in heap]
+            plan.append((f"thresholds[{j}]", tb, nf * 2**ob, init))
+    return plan
 
 
 class MVAU(wiring.Component):
@@ -76,23 +121,17 @@ class MVAU(wiring.Component):
     """
 
     def __init__(self, layer):
-        if not isinstance(layer, dataflow.MVAU):
-            raise TypeError(f"layer must be a dataflow.MVAU, not {layer!r}")
-        for what in ("in_bits", "weight_bits", "acc_bits", "out_bits", "pe", "simd"):
-            _check_int(layer, what)
-        layer.check_folding()
-        if layer.thresholds is not None and layer.out_bits > 12:
-            raise ValueError(f"{layer.name}: out_bits={layer.out_bits} is too wide for a "
-                             f"threshold search (2**out_bits thresholds per neuron)")
-        if layer.bias is not None and layer.bias.shape != (layer.mh,):
-            raise ValueError(f"{layer.name}: bias has shape {layer.bias.shape}, "
-                             f"expected ({layer.mh},)")
+        try:
+            _validate(layer)
+        except (TypeError, ValueError):
+            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
+            raise
         self.layer = layer
         self.nf, self.sf, self.steps = layer.nf, layer.sf, layer.steps
         self.slots = max(self.sf, self.steps)
         self.tree_levels = math.ceil(math.log2(layer.simd)) if layer.simd > 1 else 0
         self.tree_stages = self.tree_levels // 2
-        self._plan = self._memory_plan()
+        self._plan = _memory_plan(layer)
         super().__init__({
             "i": In(beat_signature(layer.simd * layer.in_bits)),
             "o": Out(beat_signature(layer.pe * layer.out_bits)),
@@ -108,35 +147,6 @@ class MVAU(wiring.Component):
     def memory_shapes(self) -> list[tuple[str, int, int]]:
         """``[(purpose, width, depth)]`` of every :class:`~amaranth.lib.memory.Memory`."""
         return [(purpose, width, depth) for purpose, width, depth, _ in self._plan]
-
-    def _memory_plan(self):
-        layer = self.layer
-        pe, simd, wb = layer.pe, layer.simd, layer.weight_bits
-        words = []
-        for n in range(self.nf):
-            for s in range(self.sf):
-                word = 0
-                for j in range(pe):
-                    for k in range(simd):
-                        r, c = n * pe + j, s * simd + k
-                        if r < layer.mh and c < layer.mw:
-                            w = int(layer.weights[r, c]) & ((1 << wb) - 1)
-                            word |= w << ((j * simd + k) * wb)
-                words.append(word)
-        plan = [("weights", pe * simd * wb, self.nf * self.sf, words)]
-        if self.nf > 1:
-            plan.append(("inputs", simd * layer.in_bits, self.sf, None))
-        if layer.thresholds is not None:
-            tb, ob = layer.threshold_bits, layer.out_bits
-            for j in range(pe):
-                init = []
-                for n in range(self.nf):
-                    r = n * pe + j
-                    heap = threshold_heap(layer.thresholds[r], ob) if r < layer.mh else \
-                        [0] * 2**ob
-                    init += [t & ((1 << tb) - 1) for t in heap]
-                plan.append((f"thresholds[{j}]", tb, self.nf * 2**ob, init))
-        return plan
 
     def elaborate(self, platform):
         m = Module()
@@ -211,24 +221,85 @@ class MVAU(wiring.Component):
                 products.append(wrap(w * lane(x, k, layer.in_bits, layer.in_signed)))
         products = stage(products)
 
-        sums = []
-        for j in range(pe):
-            vals = products[j * simd:(j + 1) * simd]
-            level = 0
-            while len(vals) > 1:
-                vals = [wrap(vals[i] + vals[i + 1]) if i + 1 < len(vals) else vals[i]
-                        for i in range(0, len(vals), 2)]
-                level += 1
-                if level % 2 == 0:
-                    vals = stage(vals) if j == pe - 1 else vals
-                    pending = True
-                else:
-                    pending = False
-            sums.append(vals[0])
-        # The loop above registered only the last lane's values; redo it uniformly.
-        del sums, pending
-        flags = flags  # (kept for readability)
-        return self._finish(m, adv, obuf, mems, products, flags)
+        # Adder tree, all lanes level by level; a register after every second level.
+        lanes = [products[j * simd:(j + 1) * simd] for j in range(pe)]
+        for level in range(1, self.tree_levels + 1):
+            lanes = [[wrap(v[i] + v[i + 1]) if i + 1 < len(v) else v[i]
+                      for i in range(0, len(v), 2)] for v in lanes]
+            if level % 2 == 0:
+                flat = stage([v for vals in lanes for v in vals])
+                width = len(lanes[0])
+                lanes = [flat[j * width:(j + 1) * width] for j in range(pe)]
+        sums = [vals[0] for vals in lanes]
+        vA, firstA, lastA, foldA = flags
 
-    def _finish(self, m, adv, obuf, mems, products, flags):
-        raise NotImplementedError
+        # Accumulate; the last slot of a fold hands the sums to the activation stage.
+        acc = [Signal(signed(ab), name=f"acc{j}") for j in range(pe)]
+        acc_next = [wrap(Mux(firstA, 0, a) + v) for a, v in zip(acc, sums, strict=True)]
+        start = adv & vA & lastA
+        with m.If(adv & vA):
+            m.d.sync += [a.eq(v) for a, v in zip(acc, acc_next, strict=True)]
+
+        hand = [Signal(signed(ab), name=f"hand{j}") for j in range(pe)]
+        act_fold = Signal(range(nf))
+        busy = Signal()
+        k = Signal(range(self.steps + 1))
+        done = busy & (k == self.steps)
+        with m.If(adv & done):
+            m.d.sync += busy.eq(0)
+        with m.If(adv & busy):
+            m.d.sync += k.eq(k + 1)
+        with m.If(start):
+            m.d.sync += [busy.eq(1), k.eq(1), act_fold.eq(foldA)]
+            m.d.sync += [h.eq(v) for h, v in zip(hand, acc_next, strict=True)]
+
+        results = []
+        if layer.thresholds is not None:
+            # Binary search: node = 2*node + (acc >= T[node]), one step per cycle; the
+            # next address comes straight from the comparison (T sits at fold*2**ob + node).
+            for j in range(pe):
+                port = mems[f"thresholds[{j}]"].read_port()
+                node = Signal(ob, name=f"node{j}")
+                cmp = hand[j] >= port.data.as_signed()
+                node_next = Cat(cmp, node)
+                m.d.comb += [
+                    port.addr.eq(Mux(start, Cat(Const(1, ob), foldA),
+                                     Cat(node_next[:ob], act_fold))),
+                    port.en.eq(adv),
+                ]
+                with m.If(adv & busy):
+                    m.d.sync += node.eq(node_next[:ob])
+                with m.If(start):
+                    m.d.sync += node.eq(1)
+                results.append(node_next[:ob] + layer.out_base)
+        else:
+            for j in range(pe):
+                bias = 0
+                if layer.bias is not None:
+                    values = [int(layer.bias[n * pe + j]) if n * pe + j < layer.mh else 0
+                              for n in range(nf)]
+                    bias = Signal(signed(max(bits_for_range(min(values), max(values))[0], 1)
+                                         + 1), name=f"bias{j}")
+                    with m.Switch(act_fold):
+                        for n_, b in enumerate(values):
+                            with m.Case(n_):
+                                m.d.comb += bias.eq(b)
+                results.append(hand[j] + bias)
+
+        # Padding lanes of the last fold output 0.
+        live = layer.mh - (nf - 1) * pe
+        payload = []
+        for j, value in enumerate(results):
+            value = value[:ob]
+            if j >= live:
+                value = Mux(act_fold == nf - 1, 0, value)
+            payload.append(value)
+        m.d.comb += [obuf.i.valid.eq(done), obuf.i.payload.eq(Cat(*payload))]
+        return m
+
+
+def memory_shapes(layer) -> list[tuple[str, int, int]]:
+    """``[(purpose, width, depth)]`` of the memories :class:`MVAU` instantiates for
+    ``layer`` (the same numbers the component uses)."""
+    _validate(layer)
+    return [(purpose, width, depth) for purpose, width, depth, _ in _memory_plan(layer)]

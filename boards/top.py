@@ -1,0 +1,120 @@
+"""Board top: the accelerator behind a UART host link on the board's serial pins.
+
+Every bitstream is built from a :class:`BoardTop`, so the accelerator's input and output reach
+pins and synthesis keeps all of it (an unconnected accelerator would be optimised away and its
+utilisation figures would mean nothing).
+"""
+
+from amaranth.build import ResourceError
+from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from ..hw.host_link import HostLink
+from ..hw.uart import UARTRx, UARTTx, uart_divisor
+from .catalogue import Board, get_board
+
+__all__ = ["BoardTop", "SerialAccelerator"]
+
+
+def _stream_width(port) -> int:
+    return port.signature.members["payload"].shape.size - 1  # {"data": W, "last": 1}
+
+
+class SerialAccelerator(wiring.Component):
+    """The accelerator, a :class:`~hwgen.hw.host_link.HostLink` and a UART, with pin-level
+    ports; platform independent, so it can be simulated as a whole.
+
+    Parameters
+    ----------
+    accelerator : wiring.Component
+        Has ``i``/``o`` framed streams and ``frame_error``.
+    beats_in, beats_out : int
+        Beats per frame on the accelerator's input and output.
+    divisor : int
+        UART clock cycles per bit.
+
+    Members
+    -------
+    rx : In(1)
+        Serial line from the host (idle high).
+    tx : Out(1)
+        Serial line to the host (idle high).
+    error : Out(1)
+        Sticky: the accelerator's ``frame_error``, a UART framing error or overrun, or a
+        misframed accelerator output.
+    """
+
+    def __init__(self, accelerator, beats_in: int, beats_out: int, divisor: int):
+        self.accelerator = accelerator
+        self.in_width  = _stream_width(accelerator.i)
+        self.out_width = _stream_width(accelerator.o)
+        self.link = HostLink(self.in_width, self.out_width, beats_in, beats_out)
+        self.uart_rx = UARTRx(divisor)
+        self.uart_tx = UARTTx(divisor)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "error": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.accelerator = acc = self.accelerator
+        m.submodules.link = link = self.link
+        m.submodules.uart_rx = uart_rx = self.uart_rx
+        m.submodules.uart_tx = uart_tx = self.uart_tx
+
+        wiring.connect(m, uart_rx.o, link.rx)
+        wiring.connect(m, link.beats_o, acc.i)
+        wiring.connect(m, acc.o, link.beats_i)
+        wiring.connect(m, link.tx, uart_tx.i)
+        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
+
+        link_error = Signal()
+        with m.If(uart_rx.error | uart_rx.overrun):
+            m.d.sync += link_error.eq(1)
+        m.d.comb += self.error.eq(acc.frame_error | link.misframed | link_error)
+        return m
+
+
+class BoardTop(Elaboratable):
+    """Top-level elaboratable for a board build.
+
+    Instantiates a :class:`SerialAccelerator` on ``platform.request("uart", 0)`` at the board's
+    baud rate, and shows its sticky ``error`` on LED 0 if the board has LEDs.
+
+    Parameters
+    ----------
+    accelerator : wiring.Component
+        Ports ``i: In(framed_signature(W_in))``, ``o: Out(framed_signature(W_out))``,
+        ``frame_error: Out(1)``.
+    beats_in, beats_out : int
+        Beats per frame.
+    board : str or Board
+        Board name or alias (see :func:`~hwgen.boards.catalogue.get_board`).
+    """
+
+    def __init__(self, accelerator, beats_in: int, beats_out: int, board: str | Board):
+        self.board = get_board(board)
+        for name in ("i", "o", "frame_error"):
+            if name not in getattr(accelerator, "signature", wiring.Signature({})).members:
+                raise TypeError(f"accelerator must be a wiring.Component with ports i, o and "
+                                f"frame_error; {accelerator!r} has no {name!r}")
+        self.accelerator = accelerator
+        self.beats_in  = beats_in
+        self.beats_out = beats_out
+        self.divisor   = uart_divisor(self.board.clock_hz, self.board.baud)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.serial = serial = SerialAccelerator(
+            self.accelerator, self.beats_in, self.beats_out, self.divisor)
+        if platform is None:
+            return m
+        uart = platform.request("uart", 0)
+        m.d.comb += [serial.rx.eq(uart.rx.i), uart.tx.o.eq(serial.tx)]
+        if self.board.has_leds:
+            try:
+                led = platform.request("led", 0)
+            except ResourceError:
+                pass
+            else:
+                m.d.comb += led.o.eq(serial.error)
+        return m

@@ -1,0 +1,277 @@
+"""Streamlining: turn an IR chain into integer dataflow layers (``graph -> graph`` passes).
+
+Each ``Linear, FloatOp..., Quant`` group becomes a :class:`~hwgen.compiler.dataflow.MVAU`
+with integer thresholds; a final ``Linear, FloatOp...`` group without a quantizer becomes an
+MVAU with an integer bias (integer logits).
+
+Thresholds are derived by evaluating the model's own arithmetic, never from a closed form: the
+float ops of the group (the same torch ops, float32, batch layout ``[N, C]``) and the
+quantizer are applied to ``acc * (s_in * s_w)`` for every reachable accumulator value of every
+output channel, and ``T[c, k]`` is the smallest accumulator whose output level reaches
+``qmin + k + 1``. Where a channel's range exceeds :data:`FULL_LIMIT` values, a binary search per
+threshold replaces the scan (monotonicity is then checked on a grid of samples only).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import ir
+from .dataflow import MVAU, Dataflow, InputQuant, LabelSelect, bits_for_range, int_range
+from .errors import QuantizationError, UnsupportedOpError
+
+__all__ = [
+    "FULL_LIMIT",
+    "acc_bits",
+    "acc_range",
+    "chain_levels",
+    "derive_thresholds",
+    "integer_bias",
+    "streamline",
+]
+
+#: Largest accumulator range per channel that is scanned value by value.
+FULL_LIMIT = 1_000_000
+#: Elements evaluated per chunk (rows x channels).
+CHUNK = 1 << 20
+#: Samples per channel used to check monotonicity when the range is binary-searched.
+SAMPLES = 4097
+
+
+def acc_range(weight: np.ndarray, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output channel, the smallest and largest accumulator reachable with inputs in
+    ``[lo, hi]`` and the actual integer weights."""
+    weight = np.asarray(weight, dtype=np.int64)
+    a, b = weight * lo, weight * hi
+    return np.minimum(a, b).sum(axis=1), np.maximum(a, b).sum(axis=1)
+
+
+def acc_bits(acc_lo: np.ndarray, acc_hi: np.ndarray) -> int:
+    """``ceil(log2(M + 1)) + 1`` signed bits, M the largest reachable ``|acc|``."""
+    m = max(int(np.abs(acc_lo).max(initial=0)), int(np.abs(acc_hi).max(initial=0)))
+    return m.bit_length() + 1
+
+
+def _chain_input(acc: np.ndarray, scale: float) -> torch.Tensor:
+    # Exactly what F.linear computes for dequantized inputs and weights with power-of-two
+    # scales: the integer accumulator times s_in * s_w, in float32.
+    return torch.from_numpy(np.ascontiguousarray(acc, dtype=np.float32)) * torch.tensor(
+        scale, dtype=torch.float32)
+
+
+def _run_ops(ops, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        for op in ops:
+            x = op(x)
+    return x
+
+
+def chain_levels(ops, quant: ir.Quant, scale: float):
+    """The map ``acc [N, C] -> integer level [N, C]`` of a group: the model's float ops and its
+    quantizer applied to ``acc * scale``."""
+    q_scale = torch.tensor(quant.scale, dtype=torch.float32)
+    zero = torch.tensor(0.0, dtype=torch.float32)
+
+    def levels(acc: np.ndarray) -> np.ndarray:
+        y = _run_ops(ops, _chain_input(acc, scale))
+        with torch.no_grad():
+            y = torch.ops.hwgen.quant(y, q_scale, zero, quant.bits, quant.signed, quant.narrow)
+        return np.rint(y.to(torch.float64).numpy() / quant.scale).astype(np.int64)
+    return levels
+
+
+def _points(acc_lo, acc_hi):
+    """Chunks ``(acc, valid)`` covering every reachable accumulator of every channel (column),
+    or one grid of samples when a range exceeds :data:`FULL_LIMIT`."""
+    width = acc_hi - acc_lo + 1
+    total = int(width.max())
+    if total > FULL_LIMIT:
+        grid = np.linspace(0.0, 1.0, SAMPLES)[:, None]
+        acc = np.rint(acc_lo[None, :] + grid * (acc_hi - acc_lo)[None, :]).astype(np.int64)
+        yield acc, np.ones(acc.shape, dtype=bool)
+        return
+    rows = max(1, CHUNK // len(acc_lo))
+    for start in range(0, total, rows):
+        i = np.arange(start, min(start + rows, total), dtype=np.int64)[:, None]
+        yield np.minimum(acc_lo[None, :] + i, acc_hi[None, :]), i < width[None, :]
+
+
+def derive_thresholds(levels, acc_lo, acc_hi, qlo: int, n_thresholds: int, where: str = ""):
+    """Thresholds ``[C, n_thresholds]`` and per-channel signs (``-1`` where the weight row
+    must be negated) reproducing ``levels`` on every reachable accumulator.
+
+    ``levels(acc [N, C]) -> int [N, C]`` is the group's map; ``T[c, k]`` is the smallest
+    (sign-adjusted) accumulator whose level is at least ``qlo + k + 1``; levels never reached
+    get ``acc_hi + 1`` (never fires)."""
+    acc_lo = np.asarray(acc_lo, dtype=np.int64)
+    acc_hi = np.asarray(acc_hi, dtype=np.int64)
+    channels = len(acc_lo)
+    targets = qlo + np.arange(1, n_thresholds + 1, dtype=np.int64)
+    full = int((acc_hi - acc_lo + 1).max()) <= FULL_LIMIT
+    inc = np.ones(channels, dtype=bool)
+    dec = np.ones(channels, dtype=bool)
+    n_levels = n_thresholds + 1
+    counts = np.zeros(channels * n_levels, dtype=np.int64)
+    prev = None
+    seen_lo = np.full(channels, np.iinfo(np.int64).max)
+    seen_hi = np.full(channels, np.iinfo(np.int64).min)
+    for acc, valid in _points(acc_lo, acc_hi):
+        lev = levels(acc)
+        seq = lev if prev is None else np.vstack([prev, lev])
+        step = np.diff(seq, axis=0)
+        inc &= (step >= 0).all(axis=0)
+        dec &= (step <= 0).all(axis=0)
+        prev = lev[-1:]
+        seen_lo = np.minimum(seen_lo, lev.min(axis=0))
+        seen_hi = np.maximum(seen_hi, lev.max(axis=0))
+        if full:
+            if lev.min() < qlo or lev.max() > qlo + n_thresholds:
+                raise AssertionError(f"{where}: levels outside the quantizer range")
+            idx = (lev - qlo) + np.arange(channels, dtype=np.int64)[None, :] * n_levels
+            counts += np.bincount(idx[valid], minlength=channels * n_levels)
+    bad = np.flatnonzero(~inc & ~dec)
+    if bad.size:
+        c = int(bad[0])
+        raise QuantizationError(
+            f"{where}: the activation of output channel {c} (and {bad.size - 1} others) is not "
+            f"monotonic in the accumulator (levels {int(seen_lo[c])}..{int(seen_hi[c])} go up "
+            f"and down over accumulators {int(acc_lo[c])}..{int(acc_hi[c])}); hwgen needs a "
+            f"monotonic map per channel (batch norm, bias, scaling and ReLU between a linear "
+            f"layer and its quantizer are): remove the non-monotonic op.")
+    sign = np.where(inc, 1, -1).astype(np.int64)
+    lo_s = np.where(sign > 0, acc_lo, -acc_hi)
+    hi_s = np.where(sign > 0, acc_hi, -acc_lo)
+    if full:
+        below = np.cumsum(counts.reshape(channels, n_levels), axis=1)[:, :n_thresholds]
+        return lo_s[:, None] + below, sign
+    # Binary search per threshold: rows are thresholds, columns channels ([N, C] layout).
+    shape = (n_thresholds, channels)
+    left = np.broadcast_to(lo_s, shape).copy()
+    right = np.broadcast_to(hi_s + 1, shape).copy()
+    while (left < right).any():
+        active = left < right
+        mid = np.minimum((left + right) // 2, hi_s[None, :])
+        reach = levels(mid * sign[None, :]) >= targets[:, None]
+        right = np.where(active & reach, mid, right)
+        left = np.where(active & ~reach, mid + 1, left)
+    return left.T.copy(), sign
+
+
+def integer_bias(ops, scale: float, acc_lo, acc_hi, where: str = ""):
+    """The integer bias ``b`` (per channel, or ``None``) with ``ops(acc * scale) == (acc + b) *
+    scale`` exactly on every reachable accumulator; :class:`QuantizationError` when the ops
+    leave the integer grid."""
+    if not ops:
+        return None
+    bias = None
+    for acc, valid in _points(np.asarray(acc_lo), np.asarray(acc_hi)):
+        y = _run_ops(ops, _chain_input(acc, scale)).to(torch.float64).numpy()
+        b = y / scale - acc
+        b = np.where(valid, b, b[:1])
+        if bias is None:
+            bias = b[0]
+        if not (np.all(b == bias[None, :]) and np.all(np.rint(bias) == bias)):
+            c = int(np.flatnonzero(~np.all(b == np.rint(bias)[None, :], axis=0))[0])
+            raise QuantizationError(
+                f"{where}: the float ops after the last linear layer do not keep the logits on "
+                f"the integer accumulator grid (scale {scale}): output channel {c} is not the "
+                f"accumulator plus an integer bias. Quantize the bias to the accumulator grid "
+                f"(hwgen.nn.QuantLinear(..., bias=True, input_scale=<scale of the quantizer "
+                f"before it>)) and put no batch norm or scaling after the last linear layer, "
+                f"or end the model with a quantizer.")
+    bias = np.rint(bias).astype(np.int64)
+    return bias if bias.any() else None
+
+
+def _fit_weights(weights: np.ndarray, bits: int, signed: bool) -> tuple[int, bool]:
+    lo, hi = int_range(bits, signed)
+    if weights.size and (weights.min() < lo or weights.max() > hi):
+        return bits_for_range(min(int(weights.min()), lo), max(int(weights.max()), hi))
+    return bits, signed
+
+
+def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
+    """Turn an IR chain into a :class:`Dataflow` of MVAUs (``pe = simd = 1``); with
+    ``output="label"`` a :class:`LabelSelect` is appended."""
+    if output not in ("logits", "label"):
+        raise ValueError(f"output={output!r} must be 'logits' or 'label'")
+    nodes = list(graph.nodes)
+    first = nodes[0]
+    if not isinstance(first, ir.Quant):
+        raise QuantizationError(f"graph {graph.name}: the input is not quantized first; put a "
+                                f"hwgen.nn.QuantIdentity on the input.")
+    inp = InputQuant(shape=tuple(graph.input_shape), bits=first.bits, signed=first.signed,
+                     narrow=first.narrow, scale=first.scale, zero_point=0.0)
+    meta = dict(graph.meta)
+    meta.update(input_node=first.name, layer_scales={}, notes=[])
+    layers = []
+    prev, n_prev = first, inp.n
+    i = 1
+    while i < len(nodes):
+        node = nodes[i]
+        if not isinstance(node, ir.Linear):
+            raise UnsupportedOpError(f"node '{node.name}' follows quantizer '{prev.name}' with "
+                                     f"no linear layer between them; hwgen maps "
+                                     f"linear + float ops + quantizer groups for now.")
+        ops = []
+        j = i + 1
+        while j < len(nodes) and isinstance(nodes[j], ir.FloatOp):
+            ops.append(nodes[j])
+            j += 1
+        quant = nodes[j] if j < len(nodes) else None
+        if node.in_features != n_prev:
+            raise UnsupportedOpError(f"linear node '{node.name}' takes {node.in_features} "
+                                     f"features but gets {n_prev}.")
+        layer, scale = _mvau(f"fc{len(layers)}", prev, node, ops, quant, graph.output, meta)
+        layers.append(layer)
+        meta["layer_scales"][layer.name] = scale
+        meta["logit_scale"] = scale
+        if quant is None:
+            break
+        prev, n_prev = quant, layer.mh
+        i = j + 1
+    if output == "label":
+        last = layers[-1]
+        layers.append(LabelSelect(name="label", n=last.mh, in_bits=last.out_bits,
+                                  in_signed=last.out_signed, source=last.source))
+    return Dataflow(name=graph.name, input=inp, layers=layers, meta=meta)
+
+
+def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
+    xlo, xhi = prev.range
+    weights = lin.weight
+    scale = prev.scale * lin.weight_scale
+    acc_lo, acc_hi = acc_range(weights, xlo, xhi)
+    bits = acc_bits(acc_lo, acc_hi)
+    if bits - 1 > 24:
+        meta["notes"].append(f"{name}: accumulators exceed 2**24, so the float32 model is not "
+                             f"exact; PyTorch and the integer model may differ")
+    for s, what in ((prev.scale, prev.name), (lin.weight_scale, lin.name)):
+        if np.frexp(s)[0] != 0.5:
+            meta["notes"].append(f"{name}: scale {s} of '{what}' is not a power of two; "
+                                 f"PyTorch and the integer model may differ by rounding")
+    chain = " -> ".join([lin.name, *(op.name for op in ops), quant.name if quant else output])
+    where = f"layer {name} (nodes {chain})"
+    common = {"name": name, "in_bits": prev.bits, "in_signed": prev.signed, "acc_bits": bits}
+    if quant is None:
+        bias = integer_bias(ops, scale, acc_lo, acc_hi, where)
+        b = 0 if bias is None else bias
+        out_bits, out_signed = bits_for_range(min(int((acc_lo + b).min()), 0),
+                                              max(int((acc_hi + b).max()), 0))
+        layer = MVAU(weights=weights, weight_bits=lin.weight_bits,
+                     weight_signed=lin.weight_signed, out_bits=out_bits, out_signed=out_signed,
+                     bias=bias, source=output, **common)
+        return layer, scale
+    qlo, _ = quant.range
+    n_thresholds = 2**quant.bits - 1
+    levels = chain_levels(ops, quant, scale)
+    thresholds, sign = derive_thresholds(levels, acc_lo, acc_hi, qlo, n_thresholds, where)
+    weights = weights * sign[:, None]
+    wbits, wsigned = _fit_weights(weights, lin.weight_bits, lin.weight_signed)
+    if (wbits, wsigned) != (lin.weight_bits, lin.weight_signed):
+        meta["notes"].append(f"{name}: negated weight rows need {wbits}-bit weights")
+    layer = MVAU(weights=weights, weight_bits=wbits, weight_signed=wsigned,
+                 out_bits=quant.bits, out_signed=quant.signed, thresholds=thresholds,
+                 out_base=qlo, source=quant.name, **common)
+    return layer, quant.scale

@@ -1,0 +1,138 @@
+"""PyTorch reference execution of a ``torch.export`` model, compared with the golden model.
+
+:func:`reference` runs the exported program itself (its ATen graph, float32) and reads, for
+each MVAU of the compiled graph, the integers its source node produced: the dequantized output
+of the matching quantizer divided by its scale, or the logits divided by the logit scale.
+:func:`agreement` counts how these differ from the golden model's layer outputs. This is the
+"PyTorch model vs golden" agreement of DESIGN.md, reported apart from "golden vs RTL".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.export.graph_signature import InputKind
+
+from hwgen.compiler.dataflow import MVAU, Dataflow, LabelSelect
+
+__all__ = ["agreement", "reference"]
+
+
+class _Recorder(torch.fx.Interpreter):
+    def __init__(self, module, wanted):
+        super().__init__(module)
+        self.wanted = set(wanted)
+        self.values = {}
+
+    def run_node(self, n):
+        out = super().run_node(n)
+        if n.name in self.wanted:
+            self.values[n.name] = out.detach()
+        return out
+
+
+def _program(path_or_program, allow_pickle=False):
+    if isinstance(path_or_program, torch.export.ExportedProgram):
+        return path_or_program
+    from hwgen.compiler.frontend_torch import load_program
+    # A pickle is read only if the graph was compiled from it with allow_pickle (the user
+    # opted in for this file).
+    return load_program(path_or_program, allow_pickle=allow_pickle)
+
+
+def _run(ep, x: torch.Tensor, wanted) -> dict:
+    args = []
+    for spec in ep.graph_signature.input_specs:
+        if spec.kind == InputKind.USER_INPUT:
+            args.append(x)
+        elif spec.target in ep.state_dict:
+            args.append(ep.state_dict[spec.target])
+        else:
+            args.append(ep.constants[spec.target])
+    recorder = _Recorder(ep.graph_module, wanted)
+    with torch.no_grad():
+        recorder.run(*args)
+    return recorder.values
+
+
+def _run_in_batches(ep, x: torch.Tensor, wanted) -> dict:
+    user = next(n for n in ep.graph.nodes if n.op == "placeholder"
+                and n.name in ep.graph_signature.user_inputs)
+    size = int(user.meta["val"].shape[0])
+    parts: dict = {name: [] for name in wanted}
+    for start in range(0, len(x), size):
+        chunk = x[start:start + size]
+        pad = size - len(chunk)
+        if pad:
+            chunk = torch.cat([chunk, chunk[:1].expand(pad, *chunk.shape[1:])])
+        for name, value in _run(ep, chunk, wanted).items():
+            parts[name].append(value[:size - pad])
+    return {name: torch.cat(chunks) for name, chunks in parts.items() if chunks}
+
+
+def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, np.ndarray]:
+    """Run the exported program on float inputs ``x_float`` (``[N, ...]``) and return, per MVAU
+    layer name, the integers ``[N, mh]`` its source node produced.
+
+    Hidden layers: the matching quantizer's output divided by its scale; the last layer: the
+    output divided by ``graph.meta["logit_scale"]``. Values are rounded to integers; with
+    power-of-two scales they are integral already."""
+    ep = _program(path_or_exported_program,
+                  allow_pickle=graph.meta.get("source_kind") == "pickle")
+    x = torch.as_tensor(np.asarray(x_float, dtype=np.float32))
+    x = x.reshape(len(x), *graph.input.shape)
+    layers = [layer for layer in graph.layers if isinstance(layer, MVAU)]
+    scales = graph.meta.get("layer_scales", {})
+    wanted = [layer.source for layer in layers]
+    try:
+        values = _run(ep, x, wanted)
+    except RuntimeError:
+        # A graph with the export batch size baked in (e.g. view(8, -1)): run it in batches
+        # of that size, padding the last one.
+        values = _run_in_batches(ep, x, wanted)
+    out = {}
+    for layer in layers:
+        if layer.source not in values:
+            raise KeyError(f"{layer.name}: source node '{layer.source}' is not in the program")
+        scale = scales.get(layer.name, graph.meta.get("logit_scale", 1.0))
+        value = values[layer.source].to(torch.float64).numpy().reshape(len(x), -1)
+        out[layer.name] = np.rint(value / scale).astype(np.int64)
+    return out
+
+
+def agreement(graph: Dataflow, ref: dict, golden_layer_outputs, *, show: int = 5) -> dict:
+    """Compare :func:`reference` integers with ``hwgen.sim.golden.run_layers`` outputs.
+
+    Returns counts: ``hidden_mismatches`` and ``logit_mismatches`` (elements),
+    ``argmax_ties`` (vectors whose largest logit is shared), ``argmax_mismatches`` (vectors
+    whose PyTorch argmax differs from the golden label: only possible at ties),
+    ``vectors``, ``mismatches``: the first ``show`` locations
+    ``(layer, vector, channel, pytorch, golden)``, and ``first``: the first of them or
+    ``None``."""
+    layers = list(graph.layers)
+    mvaus = [i for i, layer in enumerate(layers) if isinstance(layer, MVAU)]
+    last = mvaus[-1]
+    result = {"hidden_mismatches": 0, "logit_mismatches": 0, "argmax_ties": 0,
+              "argmax_mismatches": 0, "vectors": 0, "mismatches": []}
+    for i in mvaus:
+        name = layers[i].name
+        mine = np.asarray(ref[name], dtype=np.int64)
+        gold = np.asarray(golden_layer_outputs[i], dtype=np.int64).reshape(mine.shape)
+        diff = np.argwhere(mine != gold)
+        result["hidden_mismatches" if i != last else "logit_mismatches"] += len(diff)
+        for v, c in diff[: max(0, show - len(result["mismatches"]))]:
+            result["mismatches"].append((name, int(v), int(c), int(mine[v, c]),
+                                         int(gold[v, c])))
+    logits = np.asarray(ref[layers[last].name], dtype=np.int64)
+    result["vectors"] = len(logits)
+    ties = (logits == logits.max(axis=1, keepdims=True)).sum(axis=1) > 1
+    result["argmax_ties"] = int(ties.sum())
+    torch_label = torch.argmax(torch.from_numpy(logits), dim=1).numpy()
+    if any(isinstance(layer, LabelSelect) for layer in layers[last + 1:]):
+        j = next(j for j in range(last + 1, len(layers)) if isinstance(layers[j], LabelSelect))
+        golden_label = np.asarray(golden_layer_outputs[j]).reshape(-1)
+    else:
+        golden_label = np.argmax(np.asarray(golden_layer_outputs[last]), axis=1)
+    result["argmax_mismatches"] = int((torch_label != golden_label).sum())
+    result["first"] = result["mismatches"][0] if result["mismatches"] else None
+    return result

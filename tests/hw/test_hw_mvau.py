@@ -1,0 +1,116 @@
+"""MVAU against hwgen.sim.golden.mvau in Amaranth's simulator."""
+
+import itertools
+import zlib
+
+import numpy as np
+import pytest
+from hwsim import from_beats, make_mvau, random_inputs, simulate, to_beats
+
+from hwgen.compiler.dataflow import MVAU as MVAULayer
+from hwgen.hw.mvau import MVAU, memory_shapes, threshold_heap
+from hwgen.sim import golden
+
+CASES = {
+    # name: (mh, mw, keyword arguments of make_mvau)
+    "thresholds-unsigned": (10, 13, {"pe": 4, "simd": 5, "out_bits": 2}),
+    "thresholds-signed-out": (6, 9, {"pe": 2, "simd": 3, "out_bits": 3, "out_signed": True,
+                                         "in_signed": True}),
+    "thresholds-pe-eq-mh": (5, 4, {"pe": 5, "simd": 2, "out_bits": 3, "out_signed": True}),
+    "bias-logits": (10, 13, {"pe": 4, "simd": 5, "mode": "bias", "in_signed": True}),
+    "logits-unsigned-weights": (6, 8, {"pe": 3, "simd": 4, "mode": "logits",
+                                           "weight_signed": False}),
+    "pe1-simd1": (3, 4, {"pe": 1, "simd": 1, "out_bits": 2}),
+    "nf1": (4, 12, {"pe": 4, "simd": 4, "out_bits": 2}),
+    "sf-lt-steps": (8, 4, {"pe": 2, "simd": 4, "out_bits": 3}),
+    "sf1-nf1-bias": (3, 3, {"pe": 3, "simd": 3, "mode": "bias"}),
+    "wide-simd": (4, 16, {"pe": 2, "simd": 16, "in_bits": 2, "weight_bits": 2, "out_bits": 1}),
+}
+
+
+def check(layer, frames=3, seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    x = random_inputs(rng, frames, layer.mw, layer.in_bits, layer.in_signed)
+    dut = MVAU(layer)
+    out, tin, tout = simulate(dut, to_beats(x, layer.simd, layer.in_bits), frames * layer.nf,
+                              seed=seed, **kw)
+    got = from_beats(out, layer.mh, layer.pe, layer.out_bits, layer.out_signed)
+    np.testing.assert_array_equal(got, golden.mvau(layer, x))
+    return dut, tin, tout
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_mvau_backpressure(case):
+    mh, mw, kw = CASES[case]
+    layer = make_mvau(np.random.default_rng(zlib.crc32(case.encode())), mh, mw, **kw)
+    check(layer, frames=5, p_gap=0.3, p_stall=0.4, seed=1)
+
+
+@pytest.mark.parametrize("case", ["thresholds-unsigned", "bias-logits", "pe1-simd1", "nf1",
+                                  "sf-lt-steps", "sf1-nf1-bias", "wide-simd"])
+def test_mvau_throughput_latency(case):
+    mh, mw, kw = CASES[case]
+    layer = make_mvau(np.random.default_rng(5), mh, mw, **kw)
+    frames = 4
+    dut, tin, tout = check(layer, frames=frames)
+    firsts = tout[::layer.nf]
+    assert [b - a for a, b in itertools.pairwise(firsts)] == \
+        [layer.cycles] * (frames - 1)
+    assert tin[-1] - tin[0] == layer.cycles * (frames - 1) + layer.sf - 1
+    assert tout[0] - tin[0] == dut.latency
+
+
+def test_threshold_heap_is_binary_search():
+    rng = np.random.default_rng(3)
+    for out_bits in (1, 2, 3, 4):
+        row = np.sort(rng.integers(-20, 20, size=2**out_bits - 1))
+        heap = threshold_heap(row, out_bits)
+        for acc in range(-22, 23):
+            node = 1
+            for _ in range(out_bits):
+                node = 2 * node + int(acc >= heap[node])
+            assert node - 2**out_bits == int((acc >= row).sum())
+
+
+def test_memory_shapes():
+    layer = make_mvau(np.random.default_rng(0), 10, 13, pe=4, simd=5, in_bits=4,
+                      weight_bits=4, out_bits=2)
+    tb = layer.threshold_bits
+    expect = [("weights", 4 * 5 * 4, 3 * 3), ("inputs", 5 * 4, 3)] + \
+        [(f"thresholds[{j}]", tb, 3 * 4) for j in range(4)]
+    assert memory_shapes(layer) == expect
+    dut = MVAU(layer)
+    assert dut.memory_shapes == expect
+    # The elaborated design holds exactly these memories.
+    from amaranth.hdl import Fragment
+    from amaranth.lib.memory import Memory
+    fragment = Fragment.get(dut, None)
+    found = []
+
+    def walk(frag):
+        for sub, _name, _loc in frag.subfragments:
+            walk(sub)
+        if isinstance(getattr(frag, "origins", None), tuple):
+            for origin in frag.origins:
+                if isinstance(origin, Memory):
+                    found.append((origin.shape.width, origin.depth))
+    walk(fragment)
+    assert sorted(found) == sorted((w, d) for _, w, d in expect)
+
+
+def test_mvau_rejects_bad_layers():
+    with pytest.raises(TypeError, match=r"dataflow\.MVAU"):
+        MVAU("not a layer")
+    layer = make_mvau(np.random.default_rng(0), 4, 4, pe=2, simd=2)
+    layer.out_bits = 0
+    with pytest.raises(ValueError, match="out_bits=0"):
+        MVAU(layer)
+    layer = make_mvau(np.random.default_rng(0), 4, 4, pe=2, simd=2)
+    layer.pe = 5
+    with pytest.raises(ValueError, match="pe=5"):
+        MVAU(layer)
+    layer = make_mvau(np.random.default_rng(0), 4, 4, pe=2, simd=2)
+    layer.in_bits = 2.0
+    with pytest.raises(TypeError, match="in_bits"):
+        MVAU(layer)
+    assert isinstance(layer, MVAULayer)
