@@ -50,11 +50,13 @@ def _check_graph(graph):
     if not graph.layers:
         raise ValueError(f"{graph.name}: the dataflow graph has no layers")
     for layer in graph.layers:
-        _lookup(layer)[1].memory_shapes(layer)  # validates the layer without building a component
+        # memory_shapes validates a layer without building a component.
+        _lookup(layer)[1].memory_shapes(layer)
     for a, b in zip(graph.layers, graph.layers[1:], strict=False):
         for what in ("n", "bits", "signed", "lanes"):
-            x, y = (getattr(a, f"{what}_out"), getattr(b, f"{what}_in")) \
-                if what != "n" else (a.n_out, b.n_in)
+            out, into = (f"{what}_out", f"{what}_in") if what in ("n", "lanes") else \
+                (f"out_{what}", f"in_{what}")
+            x, y = getattr(a, out), getattr(b, into)
             if x != y:
                 hint = (" (the compiler must insert a WidthConverter between them)"
                         if what == "lanes" else "")
@@ -83,9 +85,13 @@ class Accelerator(wiring.Component):
     frame_error : Out(1)
         Sticky: set when an input beat's ``last`` disagrees with the beat count.
 
-    Throughput: ``graph.cycles_per_frame`` per frame in steady state (the slowest layer).
-    Latency (:attr:`latency`): the sum of the layers' latencies, for a frame entering an
-    idle accelerator with no stalls.
+    Throughput: ``graph.cycles_per_frame`` per frame in steady state (the slowest layer),
+    provided FIFOs decouple layers whose rates differ within a frame: an MVAU with
+    ``nf > 1`` takes its whole input frame during neuron fold 0, in ``sf`` consecutive
+    cycles, so the layer before it must have its beats ready (a FIFO of about that layer's
+    beats per frame). Without such FIFOs the blocks stall each other (correct results, lower
+    throughput). End-to-end latency is therefore not simply the sum of the blocks'
+    ``latency``; measure it in simulation. The top adds no register stage.
     """
 
     def __init__(self, graph):
@@ -104,10 +110,6 @@ class Accelerator(wiring.Component):
             "o": Out(framed_signature(last.lanes_out * last.out_bits)),
             "frame_error": Out(1),
         })
-
-    @property
-    def latency(self) -> int:
-        return sum(block.latency for block in self.blocks)
 
     def elaborate(self, platform):
         m = Module()

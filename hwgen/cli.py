@@ -11,7 +11,7 @@ from rich.console import Console
 
 from hwgen.compiler.errors import HwgenError
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXAMPLE = "hwgen build examples/digits_mlp_w4a4.pt --board icebreaker"
 

@@ -118,7 +118,7 @@ def test_misaligned_input_last_sets_frame_error(design, cache):
 def test_output_last_misalignment_detected(design, cache):
     # Claim one output beat per frame while the design sends two: `last` lands on every
     # second beat only.
-    d, v = design
+    _, v = design
     inputs = _inputs(4, seed=4)
     res = simulate(v, top="frame_sum", in_width=IN_W, out_width=OUT_W, inputs=inputs,
                    beats_out=1, cache_dir=cache, phases=[("s", False)])["s"]
@@ -146,7 +146,7 @@ def test_verilog_syntax_error_reports_build_log(cache):
 
 
 def test_argument_errors(design, cache):
-    d, v = design
+    _, v = design
     with pytest.raises(ValueError, match="does not fit in 66"):
         _run(design, cache, np.array([[1 << 66] * BEATS_IN], dtype=object))
     with pytest.raises(ValueError, match="beats_out"):
