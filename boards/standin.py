@@ -51,11 +51,12 @@ class StandInAccelerator(wiring.Component):
 
     def __init__(self, in_width: int, out_width: int, beats: int, n_roms: int = 1, seed=0,
                  writable: bool = False):
-        for name, value in [("in_width", in_width), ("out_width", out_width), ("beats", beats)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
-        if not isinstance(n_roms, int) or n_roms < 0:
-            raise ValueError(f"n_roms must be a non-negative integer, not {n_roms!r}")
+        checks = [("in_width", in_width, 1), ("out_width", out_width, 1), ("beats", beats, 1),
+                  ("n_roms", n_roms, 0)]
+        for name, value, least in checks:
+            if not isinstance(value, int) or value < least:
+                self._MustUse__silence = True  # never built, so never elaborated
+                raise ValueError(f"{name} must be an integer of at least {least}, not {value!r}")
         self.in_width  = in_width
         self.out_width = out_width
         self.beats     = beats

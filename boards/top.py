@@ -95,6 +95,7 @@ class BoardTop(Elaboratable):
         self.board = get_board(board)
         for name in ("i", "o", "frame_error"):
             if name not in getattr(accelerator, "signature", wiring.Signature({})).members:
+                self._MustUse__silence = True  # never built, so never elaborated
                 raise TypeError(f"accelerator must be a wiring.Component with ports i, o and "
                                 f"frame_error; {accelerator!r} has no {name!r}")
         self.accelerator = accelerator

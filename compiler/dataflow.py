@@ -101,6 +101,9 @@ class MVAU:
     bias: np.ndarray | None = None  # int64 [mh], only without thresholds
     pe: int = 1
     simd: int = 1
+    # Where memories live, by purpose ("weights", "thresholds", "input_buffer") -> "block" or
+    # "logic"; the memory plan's default rule decides the rest.
+    styles: dict = field(default_factory=dict)
     # Bookkeeping for reports: which source nodes this layer came from.
     source: str = ""
 
@@ -253,6 +256,7 @@ class FIFO:
     signed: bool
     lanes: int
     depth: int
+    styles: dict = field(default_factory=dict)
 
     @property
     def cycles(self) -> int:

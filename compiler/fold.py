@@ -41,7 +41,7 @@ class Budget:
     bram: int
 
     @classmethod
-    def from_totals(cls, totals: dict, utilisation: float = 0.75) -> Budget:
+    def from_totals(cls, totals: dict, utilisation: float = 0.8) -> Budget:
         """A budget from a board's resource totals, keeping ``1 - utilisation`` of the logic
         free so that placement meets timing."""
         return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]))
@@ -56,7 +56,7 @@ def _mul_lc(wbits: int, ibits: int) -> float:
 def estimate(layer) -> dict[str, float]:
     """Estimated logic cells (``lut``) and block RAMs (``bram``) of ``layer`` as folded."""
     mem = plan(layer)
-    logic_mem = sum(m.bits / 8 if m.rom else 1.5 * m.bits for m in mem if m.style == "logic")
+    logic_mem = sum(m.bits / 7 if m.rom else 1.3 * m.bits for m in mem if m.style == "logic")
     bram = sum(m.ebr for m in mem)
     if isinstance(layer, MVAU):
         lanes = layer.pe * layer.simd
@@ -84,16 +84,26 @@ def _candidates(n: int) -> list[int]:
     return sorted({math.ceil(n / folds) for folds in range(1, n + 1)})
 
 
-def _options(layer: MVAU) -> list[tuple[int, float, int, int, int]]:
-    """(cycles, lut, bram, pe, simd) for every useful folding of ``layer``."""
+def _options(layer: MVAU, prev) -> list[tuple[int, float, int, int, int]]:
+    """(cycles, lut, bram, pe, simd) for every useful folding of ``layer``, counting the input
+    FIFO that :func:`insert_fifos` will put in front of it after layer ``prev``."""
     options = []
     for pe in _candidates(layer.mh):
         for simd in _candidates(layer.mw):
-            trial = copy.copy(layer)
-            trial.pe, trial.simd = pe, simd
-            cost = estimate(trial)
-            options.append((trial.cycles, cost["lut"], cost["bram"], pe, simd))
+            for styles in _STYLE_CHOICES if layer.thresholds is not None else _STYLE_CHOICES[:1]:
+                trial = copy.copy(layer)
+                trial.pe, trial.simd, trial.styles = pe, simd, dict(styles)
+                cost = estimate(trial)
+                if prev is not None and trial.nf > 1:
+                    fifo = estimate(_input_fifo(trial, prev))
+                    cost = {k: cost[k] + fifo[k] for k in cost}
+                options.append((trial.cycles, cost["lut"], cost["bram"], pe, simd, styles))
     return options
+
+
+#: Memory placements folding tries besides the plan's default rule: thresholds in logic
+#: save a block RAM per PE lane where the tables are small.
+_STYLE_CHOICES = ({}, {"thresholds": "logic"})
 
 
 def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
@@ -131,7 +141,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     fixed_lut = sum(estimate(layer)["lut"] for layer in fixed)
     fixed_bram = sum(estimate(layer)["bram"] for layer in fixed)
     fixed_cycles = max((layer.cycles for layer in fixed), default=1)
-    options = {layer.name: _options(layer) for layer in free}
+    before = dict(zip([layer.name for layer in graph.layers[1:]], graph.layers, strict=False))
+    options = {layer.name: _options(layer, before.get(layer.name)) for layer in free}
     # The block RAM price of a logic cell, so one scalar cost can rank options.
     bram_weight = budget.lut / max(budget.bram, 1)
 
@@ -160,7 +171,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
         # With folding fixed by hand, the estimate does not overrule the user: synthesis
         # will say whether it fits.
     for layer in free:
-        layer.pe, layer.simd = choice[layer.name][3], choice[layer.name][4]
+        layer.pe, layer.simd, styles = choice[layer.name][3:]
+        layer.styles = dict(styles)
     _fix_label_select(graph)
     return graph
 
@@ -168,7 +180,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
 def _raise_fit(graph, choice, budget, lut, bram):
     for layer in graph.layers:
         if layer.name in choice:
-            layer.pe, layer.simd = choice[layer.name][3], choice[layer.name][4]
+            layer.pe, layer.simd, styles = choice[layer.name][3:]
+            layer.styles = dict(styles)
     usage = ", ".join(f"{layer.name}: ~{estimate(layer)['lut']:.0f} LC, "
                       f"{estimate(layer)['bram']} BRAM" for layer in graph.compute_layers)
     over = []
@@ -207,19 +220,18 @@ def insert_fifos(graph: Dataflow) -> Dataflow:
     layers = [graph.layers[0]]
     for layer in graph.layers[1:]:
         if isinstance(layer, MVAU) and layer.nf > 1:
-            # One whole input frame plus slack, so the producer can run a frame ahead; on the
-            # narrow side of a width converter, where a frame takes the fewest bits per word.
-            at = len(layers)
-            prev = layers[-1]
-            if isinstance(prev, WidthConverter) and prev.lanes_in < prev.lanes_out:
-                at -= 1
-            lanes = layers[at - 1].lanes_out
-            layers.insert(at, FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits,
-                                   signed=prev.out_signed, lanes=lanes,
-                                   depth=math.ceil(layer.n_in / lanes) + 2))
+            layers.append(_input_fifo(layer, layers[-1]))
         layers.append(layer)
     graph.layers = layers
     return graph
+
+
+def _input_fifo(layer: MVAU, prev) -> FIFO:
+    # An MVAU reads a whole input frame in its first sf cycles; the FIFO in front of it
+    # gathers that frame at the producer's pace meanwhile (sf beats, plus two for the
+    # registered handshakes), so the MVAU never waits for it.
+    return FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
+                lanes=layer.lanes_in, depth=layer.sf + 2)
 
 
 def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:

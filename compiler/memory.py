@@ -9,7 +9,8 @@ iCE40 block RAMs (EBR) are 4 Kbit each and can be configured 256x16, 512x8, 1024
 configurations. A ROM goes to block RAM when it fills at least a quarter of the blocks it would
 take (a ROM in logic costs about one LUT per 8 bits); a RAM (input buffers, FIFOs) when it
 holds at least :data:`RAM_BITS_PER_EBR` bits per block (in logic it costs a flip-flop per
-bit); anything over :data:`LOGIC_LIMIT_BITS` goes to block RAM.
+bit); anything over :data:`LOGIC_LIMIT_BITS` goes to block RAM. A layer's ``styles`` (set by
+the folding pass when block RAM runs short) overrides the rule per purpose.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ RAM_BITS_PER_EBR = 192
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """One memory: ``purpose`` (``weights``, ``thresholds``, ``input_buffer``, ``fifo``),
+    """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``),
     ``width`` bits per word, ``depth`` words, ``style`` (``block`` or ``logic``), ``rom``
     (contents fixed at configuration)."""
 
@@ -75,7 +76,11 @@ def _style(width: int, depth: int, rom: bool) -> str:
 
 
 def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
-    return MemorySpec(layer.name, purpose, width, depth, rom, _style(width, depth, rom))
+    style = layer.styles.get(purpose.split("[")[0]) or _style(width, depth, rom)
+    if style not in ("block", "logic"):
+        raise ValueError(f"{layer.name}: memory style {style!r} for {purpose} must be "
+                         f"'block' or 'logic'")
+    return MemorySpec(layer.name, purpose, width, depth, rom, style)
 
 
 def plan(layer) -> list[MemorySpec]:
@@ -83,15 +88,17 @@ def plan(layer) -> list[MemorySpec]:
     if isinstance(layer, MVAU):
         mems = [_spec(layer, "weights", layer.pe * layer.simd * layer.weight_bits,
                       layer.nf * layer.sf, True)]
-        if layer.thresholds is not None:
-            mems.append(_spec(layer, "thresholds", layer.pe * layer.threshold_bits,
-                              layer.nf * 2**layer.out_bits, True))
         if layer.nf > 1:
             mems.append(_spec(layer, "input_buffer", layer.simd * layer.in_bits,
                               layer.sf, False))
+        if layer.thresholds is not None:
+            # One memory per PE lane: the lanes' binary searches visit different nodes.
+            mems += [_spec(layer, f"thresholds[{j}]", layer.threshold_bits,
+                           layer.nf * 2**layer.out_bits, True) for j in range(layer.pe)]
         return mems
-    if isinstance(layer, FIFO):
-        return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth, False)]
+    if isinstance(layer, FIFO) and layer.depth > 2:
+        # One entry lives in the output register; a FIFO of two or fewer is registers only.
+        return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth - 1, False)]
     return []
 
 

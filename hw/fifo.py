@@ -1,10 +1,11 @@
-"""A stream FIFO between layers (block RAM backed where the toolchain maps it)."""
+"""A stream FIFO between layers, its memory placed as the compiler's memory plan says."""
 
-from amaranth.hdl import Module
-from amaranth.lib import fifo, wiring
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hwgen.compiler import dataflow
+from hwgen.compiler import dataflow, memory
 
 from .stream import OutputBuffer, beat_signature
 
@@ -23,17 +24,17 @@ def _validate(layer):
 
 
 def memory_shapes(layer) -> list[tuple[str, int, int]]:
-    """``[("fifo", lanes*bits, depth - 1)]``: :class:`~amaranth.lib.fifo.SyncFIFOBuffered`
-    keeps one entry in its output register and the rest in a memory; ``[]`` for
-    ``depth <= 2``, held in registers."""
+    """``[("fifo", lanes*bits, depth - 1)]``: one entry lives in the output register and the
+    rest in a memory; ``[]`` for ``depth <= 2``, held in registers."""
     _validate(layer)
-    if layer.depth <= 2:
-        return []
-    return [("fifo", layer.lanes * layer.bits, layer.depth - 1)]
+    return [(spec.purpose, spec.width, spec.depth) for spec in memory.plan(layer)]
 
 
 class FIFO(wiring.Component):
-    """``depth`` beats of ``lanes * bits`` wrapping :class:`~amaranth.lib.fifo.SyncFIFOBuffered`.
+    """``depth`` beats of ``lanes * bits``: a memory with a synchronous read port (so it maps
+    to block RAM on iCE40) followed by an output register, as in Amaranth's
+    :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, with the memory's ``ram_style`` taken from
+    the compiler's memory plan.
 
     Parameters
     ----------
@@ -45,7 +46,7 @@ class FIFO(wiring.Component):
         ``ready`` while not full.
     o : Out(stream.Signature(unsigned(lanes * bits)))
 
-    A ``SyncFIFOBuffered`` of depth 2 or less passes only one beat every other cycle, so
+    A memory-backed FIFO of depth 2 or less would pass only one beat every other cycle, so
     ``depth <= 2`` uses a two-entry register buffer (:class:`~hwgen.hw.stream.OutputBuffer`)
     instead.
 
@@ -81,10 +82,33 @@ class FIFO(wiring.Component):
             wiring.connect(m, wiring.flipped(self.i), buf.i)
             wiring.connect(m, buf.o, wiring.flipped(self.o))
             return m
-        m.submodules.fifo = q = fifo.SyncFIFOBuffered(width=len(self.i.payload),
-                                                      depth=self.layer.depth)
+        (spec,) = memory.plan(self.layer)
+        inner = spec.depth
+        m.submodules.storage = storage = Memory(shape=spec.width, depth=inner, init=[],
+                                                attrs=spec.attrs)
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="sync")
+        level = Signal(range(inner + 1))
+        produce, consume = Signal(range(inner)), Signal(range(inner))
+        do_write = self.i.valid & self.i.ready
+        # Read from the memory into the output register whenever it is empty or emptying.
+        do_read = (level != 0) & (~self.o.valid | self.o.ready)
         m.d.comb += [
-            q.w_data.eq(self.i.payload), q.w_en.eq(self.i.valid), self.i.ready.eq(q.w_rdy),
-            self.o.payload.eq(q.r_data), self.o.valid.eq(q.r_rdy), q.r_en.eq(self.o.ready),
+            self.i.ready.eq(level != inner),
+            w_port.addr.eq(produce), w_port.data.eq(self.i.payload), w_port.en.eq(do_write),
+            r_port.addr.eq(consume), r_port.en.eq(do_read),
+            self.o.payload.eq(r_port.data),
         ]
+        with m.If(do_write):
+            m.d.sync += produce.eq(Mux(produce == inner - 1, 0, produce + 1))
+        with m.If(do_read):
+            m.d.sync += consume.eq(Mux(consume == inner - 1, 0, consume + 1))
+        with m.If(do_write & ~do_read):
+            m.d.sync += level.eq(level + 1)
+        with m.Elif(do_read & ~do_write):
+            m.d.sync += level.eq(level - 1)
+        with m.If(do_read):
+            m.d.sync += self.o.valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
         return m

@@ -63,7 +63,7 @@ class LabelSelect(wiring.Component):
             raise
         self.layer = layer
         self.beats = math.ceil(layer.n / layer.lanes)
-        self.levels = math.ceil(math.log2(layer.lanes)) if layer.lanes > 1 else 0
+        self.levels = (layer.lanes - 1).bit_length()  # ceil(log2(lanes))
         super().__init__({
             "i": In(beat_signature(layer.lanes * layer.in_bits)),
             "o": Out(beat_signature(layer.out_bits)),

@@ -12,13 +12,12 @@ adder tree and accumulator wrap modulo ``2**acc_bits``, which is exact because t
 fits ``acc_bits`` (the golden model checks that).
 """
 
-import math
-
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hwgen.compiler import dataflow
+from hwgen.compiler import dataflow, memory
 from hwgen.compiler.dataflow import bits_for_range
 
 from .stream import OutputBuffer, beat_signature, lane
@@ -75,7 +74,7 @@ def _memory_plan(layer):
             words.append(word)
     plan = [("weights", pe * simd * wb, nf * sf, words)]
     if nf > 1:
-        plan.append(("inputs", simd * layer.in_bits, sf, None))
+        plan.append(("input_buffer", simd * layer.in_bits, sf, None))
     if layer.thresholds is not None:
         tb, ob = layer.threshold_bits, layer.out_bits
         for j in range(pe):
@@ -86,7 +85,15 @@ def _memory_plan(layer):
                     [0] * 2**ob
                 init += [t & ((1 << tb) - 1) for t in heap]
             plan.append((f"thresholds[{j}]", tb, nf * 2**ob, init))
-    return plan
+    # Shapes and placement come from the compiler's memory plan, the one the build checks
+    # the synthesized block-RAM count against.
+    specs = {spec.purpose: spec for spec in memory.plan(layer)}
+    for purpose, width, depth, _ in plan:
+        spec = specs.get(purpose)
+        if spec is None or (spec.width, spec.depth) != (width, depth):
+            raise AssertionError(f"{layer.name}: memory {purpose} {width}x{depth} differs from "
+                                 f"the compiler's plan {spec}")
+    return [(*entry, specs[entry[0]].attrs) for entry in plan]
 
 
 class MVAU(wiring.Component):
@@ -102,7 +109,9 @@ class MVAU(wiring.Component):
     i : In(stream.Signature(unsigned(simd * in_bits)))
         ``sf = ceil(mw / simd)`` beats per frame, element 0 in the LSBs; padding lanes of the
         last beat are ignored. Input is taken during neuron fold 0 only (and buffered for the
-        other folds), so ``ready`` is low during folds ``1..nf-1``.
+        other folds), so ``ready`` is low during folds ``1..nf-1``; a producer slower than
+        one beat per cycle then stretches fold 0, so a stitched design needs a FIFO in front
+        (about one input frame deep) to keep ``layer.cycles``.
     o : Out(stream.Signature(unsigned(pe * out_bits)))
         ``nf = ceil(mh / pe)`` beats per frame; padding lanes of the last beat are 0.
 
@@ -129,7 +138,7 @@ class MVAU(wiring.Component):
         self.layer = layer
         self.nf, self.sf, self.steps = layer.nf, layer.sf, layer.steps
         self.slots = max(self.sf, self.steps)
-        self.tree_levels = math.ceil(math.log2(layer.simd)) if layer.simd > 1 else 0
+        self.tree_levels = (layer.simd - 1).bit_length()  # ceil(log2(simd))
         self.tree_stages = self.tree_levels // 2
         self._plan = _memory_plan(layer)
         super().__init__({
@@ -146,7 +155,7 @@ class MVAU(wiring.Component):
     @property
     def memory_shapes(self) -> list[tuple[str, int, int]]:
         """``[(purpose, width, depth)]`` of every :class:`~amaranth.lib.memory.Memory`."""
-        return [(purpose, width, depth) for purpose, width, depth, _ in self._plan]
+        return [(purpose, width, depth) for purpose, width, depth, *_ in self._plan]
 
     def elaborate(self, platform):
         m = Module()
@@ -155,8 +164,9 @@ class MVAU(wiring.Component):
         ab, ob = layer.acc_bits, layer.out_bits
 
         mems = {}
-        for purpose, width, depth, init in self._plan:
-            mems[purpose] = memory.Memory(shape=unsigned(width), depth=depth, init=init or [])
+        for purpose, width, depth, init, attrs in self._plan:
+            mems[purpose] = Memory(shape=unsigned(width), depth=depth, init=init or [],
+                                   attrs=attrs)
             m.submodules[purpose.replace("[", "_").replace("]", "")] = mems[purpose]
 
         m.submodules.obuf = obuf = OutputBuffer(pe * ob)
@@ -189,8 +199,8 @@ class MVAU(wiring.Component):
                          fold1.eq(n), xs1.eq(self.i.payload), stream1.eq(n == 0)]
         x = xs1
         if nf > 1:
-            bw = mems["inputs"].write_port()
-            br = mems["inputs"].read_port()
+            bw = mems["input_buffer"].write_port()
+            br = mems["input_buffer"].read_port()
             m.d.comb += [bw.addr.eq(s), bw.data.eq(self.i.payload), bw.en.eq(fire & need_in),
                          br.addr.eq(s), br.en.eq(adv)]
             x = Mux(stream1, xs1, br.data)
@@ -302,4 +312,4 @@ def memory_shapes(layer) -> list[tuple[str, int, int]]:
     """``[(purpose, width, depth)]`` of the memories :class:`MVAU` instantiates for
     ``layer`` (the same numbers the component uses)."""
     _validate(layer)
-    return [(purpose, width, depth) for purpose, width, depth, _ in _memory_plan(layer)]
+    return [(purpose, width, depth) for purpose, width, depth, *_ in _memory_plan(layer)]

@@ -16,7 +16,15 @@ __all__ = ["MIN_DIVISOR", "UARTRx", "UARTTx", "uart_divisor"]
 MIN_DIVISOR = 4
 
 
-def _check_divisor(divisor):
+def _check_divisor(component, divisor):
+    try:
+        _validate_divisor(divisor)
+    except (TypeError, ValueError):
+        component._MustUse__silence = True  # not elaborated because it was never built
+        raise
+
+
+def _validate_divisor(divisor):
     if not isinstance(divisor, int) or isinstance(divisor, bool):
         raise TypeError(f"divisor must be an integer number of clock cycles per bit, "
                         f"not {divisor!r}")
@@ -74,7 +82,7 @@ class UARTRx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "rx":      In(1, init=1),
@@ -153,7 +161,7 @@ class UARTTx(wiring.Component):
     """
 
     def __init__(self, divisor: int):
-        _check_divisor(divisor)
+        _check_divisor(self, divisor)
         self.divisor = divisor
         super().__init__({
             "i":  In(stream.Signature(unsigned(8))),

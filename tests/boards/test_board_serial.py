@@ -3,6 +3,7 @@
 import random
 
 import pytest
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hwgen.boards.standin import StandInAccelerator
@@ -62,5 +63,6 @@ def test_board_top_validates():
     acc = StandInAccelerator(8, 8, 1, n_roms=0)
     top = BoardTop(acc, 1, 1, "ice40")
     assert top.divisor == 104 and top.board.name == "icebreaker"
+    Fragment.get(top, None)  # elaborates without a platform (no pins)
     with pytest.raises(TypeError, match="frame_error"):
         BoardTop(object(), 1, 1, "ice40")

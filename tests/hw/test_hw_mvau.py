@@ -24,6 +24,7 @@ CASES = {
     "nf1": (4, 12, {"pe": 4, "simd": 4, "out_bits": 2}),
     "sf-lt-steps": (8, 4, {"pe": 2, "simd": 4, "out_bits": 3}),
     "sf1-nf1-bias": (3, 3, {"pe": 3, "simd": 3, "mode": "bias"}),
+    "sf1-bias-nf3": (6, 3, {"pe": 2, "simd": 3, "mode": "bias"}),
     "wide-simd": (4, 16, {"pe": 2, "simd": 16, "in_bits": 2, "weight_bits": 2, "out_bits": 1}),
 }
 
@@ -47,7 +48,7 @@ def test_mvau_backpressure(case):
 
 
 @pytest.mark.parametrize("case", ["thresholds-unsigned", "bias-logits", "pe1-simd1", "nf1",
-                                  "sf-lt-steps", "sf1-nf1-bias", "wide-simd"])
+                                  "sf-lt-steps", "sf1-nf1-bias", "sf1-bias-nf3", "wide-simd"])
 def test_mvau_throughput_latency(case):
     mh, mw, kw = CASES[case]
     layer = make_mvau(np.random.default_rng(5), mh, mw, **kw)
@@ -76,7 +77,7 @@ def test_memory_shapes():
     layer = make_mvau(np.random.default_rng(0), 10, 13, pe=4, simd=5, in_bits=4,
                       weight_bits=4, out_bits=2)
     tb = layer.threshold_bits
-    expect = [("weights", 4 * 5 * 4, 3 * 3), ("inputs", 5 * 4, 3)] + \
+    expect = [("weights", 4 * 5 * 4, 3 * 3), ("input_buffer", 5 * 4, 3)] + \
         [(f"thresholds[{j}]", tb, 3 * 4) for j in range(4)]
     assert memory_shapes(layer) == expect
     dut = MVAU(layer)
@@ -114,3 +115,26 @@ def test_mvau_rejects_bad_layers():
     with pytest.raises(TypeError, match="in_bits"):
         MVAU(layer)
     assert isinstance(layer, MVAULayer)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_mvau_random_sweep(seed):
+    """Random shapes, foldings, widths and modes under back-pressure, checked against the
+    golden model and (without gaps) the exact cycle count."""
+    rng = np.random.default_rng(1000 + seed)
+    mh, mw = int(rng.integers(1, 12)), int(rng.integers(1, 14))
+    mode = ["thresholds", "bias", "logits"][seed % 3]
+    kw = {
+        "pe": int(rng.integers(1, mh + 1)), "simd": int(rng.integers(1, mw + 1)),
+        "in_bits": int(rng.integers(1, 5)), "in_signed": bool(rng.integers(2)),
+        "weight_bits": int(rng.integers(2, 5)), "weight_signed": bool(rng.integers(2)),
+        "out_bits": int(rng.integers(1, 5)), "out_signed": bool(rng.integers(2)),
+        "mode": mode,
+    }
+    layer = make_mvau(rng, mh, mw, **kw)
+    check(layer, frames=4, p_gap=0.25, p_stall=0.35, seed=seed)
+    frames = 3
+    dut, tin, tout = check(layer, frames=frames, seed=seed)
+    firsts = tout[::layer.nf]
+    assert [b - a for a, b in itertools.pairwise(firsts)] == [layer.cycles] * (frames - 1)
+    assert tout[0] - tin[0] == dut.latency

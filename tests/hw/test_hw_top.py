@@ -107,6 +107,6 @@ def test_verilog_ports_and_memories():
         assert f" {port}" in text
     shapes = memory_shapes(graph)
     assert [(name, purpose) for name, purpose, _, _ in shapes] == [
-        ("fc1", "weights"), ("fc1", "inputs"), ("fc1", "thresholds[0]"),
-        ("fc1", "thresholds[1]"), ("q", "fifo"), ("fc2", "weights"), ("fc2", "inputs")]
+        ("fc1", "weights"), ("fc1", "input_buffer"), ("fc1", "thresholds[0]"),
+        ("fc1", "thresholds[1]"), ("q", "fifo"), ("fc2", "weights"), ("fc2", "input_buffer")]
     assert shapes[0][2:] == (2 * 4 * 3, 4 * 3)

@@ -59,6 +59,9 @@ def test_outputs_exact_in_both_phases(design, first_run):
         assert r.last_ok
         assert not r.frame_error
         assert len(r.frame_in_cycles) == len(r.frame_out_cycles) == 300
+    walls = [r.wall_s for r in res.values()]
+    assert all(w > 0 for w in walls)
+    assert res["stream"].run_wall_s >= sum(walls)
 
 
 def test_cycle_counts_match_the_design(first_run):
