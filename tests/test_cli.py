@@ -1,6 +1,7 @@
 """The command line: help, and bad input giving one clear paragraph and a non-zero exit, with
 no report that claims success."""
 
+import itertools
 import json
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def export(module, path, width):
 
 def mlp(*sizes, quantize_input=True):
     layers = [QuantIdentity(bits=4, signed=False, scale=1.0)] if quantize_input else []
-    for i, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for i, (n, m) in enumerate(itertools.pairwise(sizes)):
         last = i == len(sizes) - 2
         layers.append(QuantLinear(n, m, weight_bits=4, bias=last,
                                   input_scale=(1.0 if i == 0 else 0.25) if last else None))
