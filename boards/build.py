@@ -271,6 +271,8 @@ def _check_early_fit(board: Board, log: str, usage_by_layer) -> None:
 
 _UTIL_LINE = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
 _NO_BELS = re.compile(r"no BELs remaining to implement cell type '(\w+)'")
+_FMAX_FAIL = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([\d.]+)\s*MHz"
+                        r"\s*\(FAIL at ([\d.]+) MHz\)")
 _FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s*([\d.]+)\s*MHz")
 
 
@@ -427,6 +429,14 @@ def build(top, board: str | Board, out_dir, *, seed: int = 1, name: str = "top",
                     _check_early_fit(board, text, usage_by_layer)
                 if stage == "pnr":
                     _check_pnr_fit(board, family, text, usage_by_layer)
+                    missed = _FMAX_FAIL.findall(text)
+                    if missed:
+                        clock, mhz, target = missed[-1]
+                        raise BuildToolError(
+                            f"nextpnr could not meet the {target} MHz clock of the "
+                            f"{board.title}: clock {clock!r} reaches only {mhz} MHz. Pipeline "
+                            f"the critical path (see {out_dir / 'failed' / log.name}) or fold "
+                            f"the design differently.") from None
                 if not text.strip():
                     log, text = work / f"{stage}.out", exc.output or ""
                 tail = "\n".join(text.splitlines()[-_LOG_TAIL_LINES:])

@@ -50,6 +50,7 @@ def test_frames_over_serial():
     async def host_rx(ctx):
         while len(got) < len(expect):
             got.append(await recv_byte(ctx, dut.tx))
+        assert not ctx.get(dut.error)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
