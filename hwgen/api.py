@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +138,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     for stale in ("report.json", "report.md", f"{board.name}.bin", "top.bin"):
         (out / stale).unlink(missing_ok=True)
     stages = Stages(progress)
+    started = time.perf_counter()
     report: dict = {"status": "running", "model": str(model), "board": board.name,
                     "device": board.device, "out": str(out)}
     try:
@@ -147,7 +149,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
         report["error"] = str(exc)
         raise
     finally:
-        report["wall_s"] = stages.wall_s
+        report["wall_s"] = {**stages.wall_s, "total": round(time.perf_counter() - started, 3)}
         report.setdefault("tools", _tool_versions())
         from hwgen.report import write_report
         write_report(report, out)
@@ -222,14 +224,63 @@ def _build(model, options, board, out, stages, report):
     from hwgen.sim.beats import pack, unpack
     from hwgen.sim.verilator import simulate
     first, last = graph.layers[0], graph.layers[-1]
+    beats_out = math.ceil(last.n_out / last.lanes_out)
     phases = [("stream", False)] + ([("backpressure", True)] if options.backpressure else [])
-    with stages("simulate", f"Verilator: {len(x)} vectors x {len(phases)} runs"):
-        beats_out = math.ceil(last.n_out / last.lanes_out)
-        results = simulate(text, top="top", in_width=first.lanes_in * first.in_bits,
-                           out_width=last.lanes_out * last.out_bits,
-                           inputs=pack(x_int, first.in_bits, first.lanes_in),
-                           beats_out=beats_out, phases=tuple(phases), seed=options.seed)
-    verification = {"vectors": len(x), "simulator": "verilator+cocotb", "mismatches": 0,
+    # Synthesis and place-and-route do not depend on the simulation: run them alongside it
+    # (they are separate processes), and keep the bitstream only if verification passes.
+    pool = ThreadPoolExecutor(max_workers=1)
+    board_job = None
+    if options.bitstream:
+        board_job = pool.submit(_board_build, hw_graph, graph, board, out, options.seed,
+                                beats_out)
+    try:
+        with stages("simulate", f"Verilator: {len(x)} vectors x {len(phases)} runs"
+                    + (" (synthesis running alongside)" if board_job else "")):
+            results = simulate(text, top="top", in_width=first.lanes_in * first.in_bits,
+                               out_width=last.lanes_out * last.out_bits,
+                               inputs=pack(x_int, first.in_bits, first.lanes_in),
+                               beats_out=beats_out, phases=tuple(phases), seed=options.seed)
+        _check_simulation(report, graph, results, expected, unpack, out, fault, len(x))
+    except BaseException:
+        if board_job is not None:
+            board_job.cancel()
+            _discard_board(board_job, out)
+        raise
+    finally:
+        pool.shutdown(wait=False)
+    if board_job is None:
+        report["resources"] = None
+        return
+    with stages("bitstream", f"Yosys + nextpnr for {board.name}"):
+        result = board_job.result()
+    _board_report(report, result, graph, board, out, stages)
+    # The stage's own cost, not just the wait for it after the simulation.
+    stages.wall_s["bitstream"] = result.wall_s.get("total", stages.wall_s["bitstream"])
+
+
+def _board_build(hw_graph, graph, board, out, seed, beats_out):
+    from hwgen.boards.build import build as board_build
+    from hwgen.boards.top import BoardTop
+    from hwgen.hw.top import Accelerator
+    first = graph.layers[0]
+    top = BoardTop(Accelerator(hw_graph), beats_in=math.ceil(first.n_in / first.lanes_in),
+                   beats_out=beats_out, board=board)
+    return board_build(top, board, out / "board", seed=seed,
+                       usage_by_layer=_usage_by_layer(graph))
+
+
+def _discard_board(job, out):
+    """Wait for a board build whose design failed verification, then drop what it made."""
+    try:
+        job.result()
+    except BaseException:
+        pass  # the verification failure is the error to report
+    shutil.rmtree(out / "board", ignore_errors=True)
+
+
+def _check_simulation(report, graph, results, expected, unpack, out, fault, vectors):
+    last = graph.layers[-1]
+    verification = {"vectors": vectors, "simulator": "verilator+cocotb", "mismatches": 0,
                     "phases": {}}
     simulated = None
     for name, result in results.items():
@@ -279,17 +330,9 @@ def _build(model, options, board, out, stages, report):
                                 (f". Injected fault: {fault}." if fault else
                                  f". Vectors and outputs are in {out}."))
 
-    if not options.bitstream:
-        report["resources"] = None
-        return
-    from hwgen.boards.build import build as board_build
-    from hwgen.boards.top import BoardTop
-    from hwgen.hw.top import Accelerator
-    with stages("bitstream", f"Yosys + nextpnr for {board.name}"):
-        top = BoardTop(Accelerator(hw_graph), beats_in=math.ceil(first.n_in / first.lanes_in),
-                       beats_out=beats_out, board=board)
-        result = board_build(top, board, out / "board", seed=options.seed,
-                             usage_by_layer=_usage_by_layer(graph))
+
+def _board_report(report, result, graph, board, out, stages):
+    from hwgen.compiler.memory import block_rams
     bitstream = out / f"{board.name}.bin"
     shutil.copyfile(result.bitstream, bitstream)
     report["bitstream"] = str(bitstream)

@@ -87,7 +87,8 @@ def summary(report: dict) -> str:
     wall = report.get("wall_s", {})
     if wall:
         lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in wall.items()
-                                                  if "." not in k))
+                                                  if "." not in k)
+                     + " (synthesis runs alongside the simulation)")
     lines.append(f"  report: {report.get('out')}/report.json")
     return "\n".join(lines)
 

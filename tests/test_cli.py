@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -104,8 +105,29 @@ def test_unknown_board(tmp_path):
 
 
 def test_bad_inputs_shape(tmp_path):
-    import numpy as np
     np.save(tmp_path / "x.npy", np.zeros((3, 7), dtype=np.float32))
     run = hwgen("build", ROOT / "examples" / "digits_mlp_w4a4.pt", "--inputs",
                 tmp_path / "x.npy", "--out", tmp_path / "o", "--no-bitstream")
     assert_refused(run, tmp_path / "o", "(3, 7)", "64")
+
+
+def test_fold_override_and_random_vectors(tmp_path):
+    fold = tmp_path / "fold.json"
+    fold.write_text(json.dumps({"fc0": {"pe": 4, "simd": 8}, "fc2": {"pe": 3, "simd": 5}}))
+    out = tmp_path / "o"
+    run = hwgen("build", ROOT / "examples" / "digits_mlp_w4a4.pt", "--fold", fold,
+                "--vectors", 40, "--no-bitstream", "--out", out)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    layers = {layer["name"]: layer for layer in report["layers"]}
+    assert (layers["fc0"]["pe"], layers["fc0"]["simd"]) == (4, 8)
+    assert (layers["fc2"]["pe"], layers["fc2"]["simd"]) == (3, 5)  # non-dividing: ceil
+    assert layers["fc2"]["cycles"] == 4 * 13
+    assert json.loads((out / "folding.json").read_text())["fc0"] == {"pe": 4, "simd": 8}
+    ver = report["verification"]
+    assert ver["mismatches"] == 0 and ver["vectors"] == 40
+    assert ver["cycles_per_frame_measured"] == ver["cycles_per_frame_formula"]
+    # Random vectors include the all-minimum and all-maximum inputs.
+    x_int = np.load(out / "vectors_int.npy")
+    assert (x_int[0] == 0).all() and (x_int[1] == 15).all()
+    assert report["resources"] is None and "bitstream" not in report
