@@ -13,9 +13,6 @@ from hwgen.compiler.errors import HwgenError
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
-EXAMPLE = "hwgen build examples/digits_mlp_w4a4.pt --board icebreaker"
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="hwgen")
 def main():
@@ -109,12 +106,13 @@ def build(model, board, out, inputs, labels, fold, output, vectors, seed, no_bit
 @main.command()
 def boards():
     """List the boards hwgen can build for."""
-    from hwgen.boards.catalogue import BOARDS
+    from hwgen.boards.catalogue import ALIASES, BOARDS
     for board in BOARDS.values():
         totals = ", ".join(f"{k} {v}" for k, v in board.totals.items())
-        aliases = f" (alias {', '.join(board.aliases)})" if getattr(board, "aliases", None) \
-            else ""
-        click.echo(f"{board.name}{aliases}: {board.device}, {board.clock_mhz} MHz; {totals}")
+        aliases = sorted(alias for alias, name in ALIASES.items() if name == board.name)
+        also = f" (also: {', '.join(aliases)})" if aliases else ""
+        click.echo(f"{board.name}{also}: {board.title}, {board.device}, "
+                   f"{board.clock_mhz:g} MHz clock; {totals}")
 
 
 if __name__ == "__main__":
