@@ -277,9 +277,9 @@ class Dataflow:
     """A chain of hardware layers fed by the host-side input quantizer.
 
     The top-level input stream carries ``layers[0].lanes_in`` elements of
-    ``layers[0].in_bits`` per beat; the output stream carries the last layer's output.
-    ``hidden`` names, for layers whose output equals a quantized activation of the source
-    model, the source node it matches (used to compare with PyTorch).
+    ``layers[0].in_bits`` per beat; the output stream carries the last layer's output. Each
+    MVAU's ``source`` names the node of the source model whose quantized output it
+    reproduces (used to compare with PyTorch).
     """
 
     name: str

@@ -121,6 +121,7 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     """
     graph = copy.deepcopy(graph)
     overrides = dict(overrides or {})
+    _fix_label_select(graph)
     mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
     unknown = set(overrides) - {layer.name for layer in mvaus}
     if unknown:

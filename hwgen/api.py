@@ -31,9 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.compiler.errors import HwgenError, ModelFileError, VerificationError
+from hwgen.compiler.errors import ModelFileError, VerificationError
 
 __all__ = ["BuildOptions", "build"]
+
+#: Files a build writes into its folder (besides the bitstream and the board/ logs).
+OUTPUTS = ("report.json", "report.md", "top.v", "folding.json", "vectors.npy",
+           "vectors_int.npy", "golden.npy", "simulated.npy", "simulated_backpressure.npy")
+#: Frames before the pipeline is in steady state; later frames must be exactly on time.
+WARMUP_FRAMES = 2
 
 
 @dataclass
@@ -104,7 +110,7 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 
 def make_vectors(graph, options: BuildOptions) -> np.ndarray:
     """The float input tensors to verify with: ``--inputs``, or random values over the whole
-    input range plus all-minimum and all-maximum vectors."""
+    input range plus the extreme vectors of :func:`extreme_vectors`."""
     quant = graph.input
     if options.inputs is not None:
         x = _load_npy(Path(options.inputs), "--inputs")
@@ -112,12 +118,34 @@ def make_vectors(graph, options: BuildOptions) -> np.ndarray:
             raise ModelFileError(f"--inputs {options.inputs} has shape {x.shape}, but the model "
                                  f"takes vectors of shape {quant.shape} ({quant.n} values "
                                  f"each); give an array of shape [N, {quant.n}].")
+        if x.size == 0:
+            raise ModelFileError(f"--inputs {options.inputs} holds no vectors.")
+        if not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+            raise ModelFileError(f"--inputs {options.inputs} must hold finite numbers.")
         return x.reshape(-1, quant.n).astype(np.float32)
     rng = np.random.default_rng(options.seed)
     lo, hi = quant.range
-    q = rng.integers(lo, hi + 1, size=(max(options.vectors - 2, 0), quant.n))
-    q = np.concatenate([np.full((1, quant.n), lo), np.full((1, quant.n), hi), q])
+    extreme = extreme_vectors(graph)
+    q = rng.integers(lo, hi + 1, size=(max(options.vectors - len(extreme), 0), quant.n))
+    q = np.concatenate([extreme, q])
     return ((q - quant.zero_point) * np.float32(quant.scale)).astype(np.float32)
+
+
+def extreme_vectors(graph) -> np.ndarray:
+    """Quantized inputs at the edges: all minimum, all maximum, and for each output channel of
+    the first layer the two inputs that drive its accumulator to its largest and smallest
+    reachable values (the bound its accumulator width is computed from)."""
+    lo, hi = graph.input.range
+    n = graph.input.n
+    vectors = [np.full(n, lo), np.full(n, hi)]
+    first = graph.layers[0]
+    weights = getattr(first, "weights", None)
+    if weights is not None:
+        positive = weights > 0
+        vectors += [np.where(positive, hi, lo) for positive in positive]
+        vectors += [np.where(positive, lo, hi) for positive in positive]
+    unique = {v.astype(np.int64).tobytes(): v for v in vectors}  # dicts keep the order
+    return np.stack(list(unique.values())).astype(np.int64)
 
 
 def build(model: str | Path, options: BuildOptions | None = None, *,
@@ -135,7 +163,8 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     out = Path(options.out) if options.out else Path("build") / f"{model.stem}-{board.name}"
     out.mkdir(parents=True, exist_ok=True)
     # Nothing from an earlier build may pass for this one's result.
-    for stale in ("report.json", "report.md", f"{board.name}.bin", "top.bin"):
+    shutil.rmtree(out / "board", ignore_errors=True)
+    for stale in (*OUTPUTS, f"{board.name}.bin"):
         (out / stale).unlink(missing_ok=True)
     stages = Stages(progress)
     started = time.perf_counter()
@@ -144,9 +173,9 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     try:
         _build(model, options, board, out, stages, report)
         report["status"] = "passed"
-    except HwgenError as exc:
+    except BaseException as exc:
         report["status"] = "failed"
-        report["error"] = str(exc)
+        report["error"] = str(exc) or type(exc).__name__
         raise
     finally:
         report["wall_s"] = {**stages.wall_s, "total": round(time.perf_counter() - started, 3)}
@@ -282,7 +311,7 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
     last = graph.layers[-1]
     verification = {"vectors": vectors, "simulator": "verilator+cocotb", "mismatches": 0,
                     "phases": {}}
-    simulated = None
+    simulated = {}
     for name, result in results.items():
         got = unpack(result.outputs, last.n_out, last.out_bits, last.lanes_out, last.out_signed)
         bad = np.argwhere(got != expected)
@@ -298,16 +327,23 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
             "wall_s": result.wall_s,
             "cycles_per_s": round(result.cycles / result.wall_s) if result.wall_s else None,
         }
-        if simulated is None:
-            simulated = got
-    np.save(out / "simulated.npy", simulated)
+        simulated[name] = got
+    for name in results:
+        suffix = "" if name == "stream" else f"_{name}"
+        np.save(out / f"simulated{suffix}.npy", simulated[name])
     stream = results["stream"]
     verification["backpressure"] = "backpressure" in results
     verification["stall_fraction"] = (results["backpressure"].stall_fraction
                                       if "backpressure" in results else 0.0)
-    verification["cycles_per_frame_measured"] = stream.cycles_per_frame
-    verification["cycles_per_frame_formula"] = graph.cycles_per_frame
-    verification["cycles_match"] = stream.cycles_per_frame == graph.cycles_per_frame
+    # Steady state: after the pipeline fills, every frame must leave exactly the cycle
+    # formula after the one before it (a median would hide a slow frame).
+    spacing = np.diff(np.asarray(stream.frame_out_cycles, dtype=np.int64))[WARMUP_FRAMES - 1:]
+    formula = graph.cycles_per_frame
+    measured = sorted(set(spacing.tolist()))
+    verification["cycles_per_frame_formula"] = formula
+    verification["cycles_per_frame_measured"] = measured[0] if len(measured) == 1 else measured
+    verification["cycles_frames_checked"] = len(spacing)
+    verification["cycles_match"] = bool(len(spacing)) and measured == [formula]
     report["verification"] = verification
     report["latency_cycles"] = int(stream.latency)
     problems = []
@@ -317,9 +353,12 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
                          if v["first_mismatch"])
         problems.append(f"{verification['mismatches']} output mismatches between the Verilog "
                         f"and the golden model ({per}); first: {first_bad}")
-    if not verification["cycles_match"]:
-        problems.append(f"measured {stream.cycles_per_frame} cycles per frame, the cycle "
-                        f"formula says {graph.cycles_per_frame}")
+    if not len(spacing):
+        problems.append(f"{vectors} vectors are too few to measure the steady-state cycles "
+                        f"per frame: give at least {WARMUP_FRAMES + 1}")
+    elif not verification["cycles_match"]:
+        problems.append(f"frames left {measured} cycles apart in steady state, the cycle "
+                        f"formula says {formula}")
     if any(not r.last_ok or r.frame_error for r in results.values()):
         problems.append("framing error: output `last` misplaced or the input framing flagged")
     if verification["backpressure"] and verification["stall_fraction"] < 0.25:
@@ -332,10 +371,8 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
 
 
 def _board_report(report, result, graph, board, out, stages):
+    from hwgen.boards.build import bram_cells
     from hwgen.compiler.memory import block_rams
-    bitstream = out / f"{board.name}.bin"
-    shutil.copyfile(result.bitstream, bitstream)
-    report["bitstream"] = str(bitstream)
     report["resources"] = {k: {"used": result.resources.get(k), "total": result.totals.get(k)}
                            for k in ("lut", "ff", "bram", "dsp", "spram")}
     report["clock_mhz"] = result.clock_mhz
@@ -343,13 +380,20 @@ def _board_report(report, result, graph, board, out, stages):
     report["fps"] = round(result.clock_mhz * 1e6 / graph.cycles_per_frame, 1)
     report["fps_at_fmax"] = round(result.fmax_mhz * 1e6 / graph.cycles_per_frame, 1)
     report["tools_wall_s"] = result.wall_s
+    report.setdefault("tools", _tool_versions()).update(result.tool_versions)
     stages.wall_s.update({f"bitstream.{k}": v for k, v in result.wall_s.items()})
-    planned = block_rams(graph.layers)
-    if result.resources.get("bram") != planned:
-        raise VerificationError(f"the synthesized design uses {result.resources.get('bram')} "
-                                f"block RAMs but the memory plan has {planned}: a memory was "
-                                f"mapped differently than planned (see {out}/board logs).")
-
+    planned, synthesized = block_rams(graph.layers), bram_cells(result)
+    report["memory_plan"]["bram_synthesized"] = synthesized
+    if synthesized != planned:
+        shutil.rmtree(out / "board", ignore_errors=True)
+        raise VerificationError(f"the synthesized design uses {synthesized} block RAMs but the "
+                                f"memory plan has {planned}: a memory was mapped differently "
+                                f"than planned. This is a bug in hwgen's memory plan; please "
+                                f"report it with the model.")
+    # Only a design that passed every check gets its bitstream where users look for it.
+    bitstream = out / f"{board.name}.bin"
+    shutil.move(result.bitstream, bitstream)
+    report["bitstream"] = str(bitstream)
 
 def _usage_by_layer(graph) -> dict:
     from hwgen.compiler.fold import estimate

@@ -46,8 +46,10 @@ def main():
 @click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
               show_default=True,
               help="What the accelerator returns: integer logits, or the argmax class.")
-@click.option("--vectors", type=int, default=256, show_default=True,
-              help="Number of random vectors when --inputs is not given.")
+@click.option("--vectors", type=click.IntRange(min=3), default=256, show_default=True,
+              help="Number of vectors when --inputs is not given: the extreme ones (all "
+                   "minimum, all maximum, and for each first-layer channel the inputs that "
+                   "drive its accumulator to its bounds), then random ones.")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="Seed for random vectors, back-pressure pattern and place-and-route.")
 @click.option("--no-bitstream", is_flag=True,

@@ -88,7 +88,8 @@ def summary(report: dict) -> str:
     if wall:
         lines.append("  wall time: " + ", ".join(f"{k} {v:.1f}s" for k, v in wall.items()
                                                   if "." not in k)
-                     + " (synthesis runs alongside the simulation)")
+                     + (" (synthesis ran alongside the simulation)"
+                        if "bitstream" in wall else ""))
     lines.append(f"  report: {report.get('out')}/report.json")
     return "\n".join(lines)
 

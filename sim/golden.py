@@ -19,7 +19,7 @@ from hwgen.compiler.dataflow import (
     int_range,
 )
 
-__all__ = ["input_quant", "label_select", "mvau", "run", "run_layers"]
+__all__ = ["fifo", "input_quant", "label_select", "mvau", "run", "run_layers", "width_converter"]
 
 
 def input_quant(quant: InputQuant, x) -> np.ndarray:
@@ -63,15 +63,21 @@ def label_select(layer: LabelSelect, x: np.ndarray) -> np.ndarray:
     return np.argmax(np.asarray(x, dtype=np.int64), axis=1)[:, None]
 
 
-def identity(layer, x: np.ndarray) -> np.ndarray:
+def width_converter(layer: WidthConverter, x: np.ndarray) -> np.ndarray:
+    # Repacking beats changes no value.
+    return np.asarray(x, dtype=np.int64)
+
+
+def fifo(layer: FIFO, x: np.ndarray) -> np.ndarray:
+    # Buffering changes no value.
     return np.asarray(x, dtype=np.int64)
 
 
 SEMANTICS = {
     MVAU: mvau,
     LabelSelect: label_select,
-    WidthConverter: identity,
-    FIFO: identity,
+    WidthConverter: width_converter,
+    FIFO: fifo,
 }
 
 

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.compiler.errors import HwgenError, VerificationError
+
 __all__ = [
     "SimBuild",
     "SimResult",
@@ -62,11 +64,11 @@ _MARKER = "hwgen-build.ok"
 _LOG_TAIL = 40
 
 
-class VerilatorBuildError(RuntimeError):
+class VerilatorBuildError(HwgenError):
     """Verilator or the C++ build failed; the message ends with the tail of the build log."""
 
 
-class SimulationError(RuntimeError):
+class SimulationError(VerificationError):
     """The simulator failed or produced incomplete results."""
 
 

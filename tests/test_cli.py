@@ -48,7 +48,7 @@ def assert_refused(run, out, *words):
     report = out / "report.json"
     if report.exists():
         assert json.loads(report.read_text())["status"] == "failed"
-    assert not list(out.glob("*.bin"))
+    assert not list(out.rglob("*.bin"))
 
 
 def test_help_teaches():
@@ -116,7 +116,7 @@ def test_fold_override_and_random_vectors(tmp_path):
     fold.write_text(json.dumps({"fc0": {"pe": 4, "simd": 8}, "fc2": {"pe": 3, "simd": 5}}))
     out = tmp_path / "o"
     run = hwgen("build", ROOT / "examples" / "digits_mlp_w4a4.pt", "--fold", fold,
-                "--vectors", 40, "--no-bitstream", "--out", out)
+                "--vectors", 200, "--no-bitstream", "--out", out)
     assert run.returncode == 0, run.stdout + run.stderr
     report = json.loads((out / "report.json").read_text())
     layers = {layer["name"]: layer for layer in report["layers"]}
@@ -125,7 +125,7 @@ def test_fold_override_and_random_vectors(tmp_path):
     assert layers["fc2"]["cycles"] == 4 * 13
     assert json.loads((out / "folding.json").read_text())["fc0"] == {"pe": 4, "simd": 8}
     ver = report["verification"]
-    assert ver["mismatches"] == 0 and ver["vectors"] == 40
+    assert ver["mismatches"] == 0 and ver["vectors"] == 200
     assert ver["cycles_per_frame_measured"] == ver["cycles_per_frame_formula"]
     # Random vectors include the all-minimum and all-maximum inputs.
     x_int = np.load(out / "vectors_int.npy")
