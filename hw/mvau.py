@@ -7,9 +7,17 @@ Datapath, one *slot* per cycle::
 
 A frame is ``nf`` neuron folds of ``S = max(sf, steps)`` slots; slots ``s < sf`` multiply
 synapse fold ``s``, the others are idle so that the ``steps``-cycle activation of a fold
-(running while the next fold accumulates) always finishes in time. Products are exact; the
-adder tree and accumulator wrap modulo ``2**acc_bits``, which is exact because the final sum
-fits ``acc_bits`` (the golden model checks that).
+(running while the next fold accumulates) always finishes in time. Every product and adder is
+sized to the range it can reach (from the actual weights and the input range), at most
+``acc_bits`` wide: the adder tree and accumulator wrap modulo ``2**acc_bits``, which is exact
+because the final sum fits ``acc_bits`` (the golden model checks that).
+
+Narrow signed weights (all in ``[-(2**(b-1) - 1), 2**(b-1) - 1]``, e.g. ``[-7, 7]`` for 4 bits)
+are stored as sign (the top bit of a weight's ``weight_bits``) and magnitude, so a product is
+an unsigned ``|w| * x`` conditionally inverted: ``~p = -p - 1``. The ``+1`` of each negative
+product enters an adder's carry-in (one per adder of the tree, the last one the
+accumulator's), so it costs no extra adder. Weights that use ``-2**(b-1)`` are kept in two's
+complement and multiplied as signed.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -58,8 +66,30 @@ def _validate(layer):
                          f"expected ({layer.mh},)")
 
 
+def _corners(a_lo, a_hi, b_lo, b_hi) -> tuple[int, int]:
+    """The range of ``a * b`` for ``a`` in ``[a_lo, a_hi]``, ``b`` in ``[b_lo, b_hi]``."""
+    corners = [a * b for a in (a_lo, a_hi) for b in (b_lo, b_hi)]
+    return min(corners), max(corners)
+
+
+def _weight_coding(layer) -> tuple[bool, int]:
+    """``(sign_magnitude, magnitude_bits)``: how weights are stored and multiplied. Sign and
+    magnitude when some weight is negative and none is ``-2**(weight_bits-1)``; otherwise two's
+    complement (``magnitude_bits`` is then unused)."""
+    lo, hi = int(min(layer.weights.min(), 0)), int(max(layer.weights.max(), 0))
+    sign_magnitude = layer.weight_signed and lo < 0 and -lo < 2 ** (layer.weight_bits - 1)
+    return sign_magnitude, max(-lo, hi).bit_length() or 1
+
+
+def _weight_code(w: int, wb: int, sign_magnitude: bool) -> int:
+    if sign_magnitude:
+        return (int(w < 0) << (wb - 1)) | abs(w)
+    return w & ((1 << wb) - 1)
+
+
 def _memory_plan(layer):
     nf, sf = layer.nf, layer.sf
+    sign_magnitude, _ = _weight_coding(layer)
     pe, simd, wb = layer.pe, layer.simd, layer.weight_bits
     words = []
     for n in range(nf):
@@ -69,7 +99,7 @@ def _memory_plan(layer):
                 for k in range(simd):
                     r, c = n * pe + j, s * simd + k
                     if r < layer.mh and c < layer.mw:
-                        w = int(layer.weights[r, c]) & ((1 << wb) - 1)
+                        w = _weight_code(int(layer.weights[r, c]), wb, sign_magnitude)
                         word |= w << ((j * simd + k) * wb)
             words.append(word)
     plan = [("weights", pe * simd * wb, nf * sf, words)]
@@ -124,7 +154,8 @@ class MVAU(wiring.Component):
     inserts a bubble.
 
     Memories (see :attr:`memory_shapes`): weights ``pe*simd*weight_bits`` x ``nf*sf`` (word
-    ``n*sf + s``); an input buffer ``simd*in_bits`` x ``sf`` when ``nf > 1``; with thresholds,
+    ``n*sf + s``; narrow signed weights as sign and magnitude, see the module docstring); an
+    input buffer ``simd*in_bits`` x ``sf`` when ``nf > 1``; with thresholds,
     one memory per PE lane of ``threshold_bits`` x ``nf * 2**out_bits`` (heap order, address
     ``n * 2**out_bits + node``); lanes search different nodes, so they cannot share one port.
     """
@@ -218,34 +249,81 @@ class MVAU(wiring.Component):
             flags = new_flags
             return regs
 
-        def wrap(value):
-            # Modular arithmetic in acc_bits is exact for the final sum.
-            if value.shape().width > ab:
-                return value[:ab].as_signed()
-            return value
+        def fit(value, lo, hi):
+            """``value`` holding an integer in ``[lo, hi]`` (or that integer modulo
+            ``2**ab``), cut to the narrowest shape for the range, at most ``ab`` bits (modular
+            arithmetic in ``acc_bits`` is exact for the final sum)."""
+            bits, is_signed = bits_for_range(lo, hi)
+            if bits >= ab:
+                return value[:ab].as_signed(), -(2 ** (ab - 1)), 2 ** (ab - 1) - 1
+            value = value[:bits]
+            return (value.as_signed() if is_signed else value), lo, hi
 
-        products = []
+        def add(a, b, carry=None):
+            """``a + b (+ carry)`` on ``(value, lo, hi)`` triples. A carry bit enters at the
+            bottom of the carry chain: ``(2a + c) + (2b + 1) = 2(a + b + c) + (1 - c)``."""
+            (av, alo, ahi), (bv, blo, bhi) = a, b
+            if carry is None:
+                return fit(av + bv, alo + blo, ahi + bhi)
+
+            def shift(v, low):
+                v2 = Cat(low, v)
+                return v2.as_signed() if v.shape().signed else v2
+            return fit((shift(av, carry) + shift(bv, Const(1, 1)))[1:], alo + blo,
+                       ahi + bhi + 1)
+
+        # Products (registered), with their ranges; with sign and magnitude weights, the sign
+        # of each product is a carry to add in the tree.
+        sign_magnitude, mb = _weight_coding(layer)
+        x_lo, x_hi = dataflow.int_range(layer.in_bits, layer.in_signed)
+        w_lo, w_hi = int(min(layer.weights.min(), 0)), int(max(layer.weights.max(), 0))
+        products, ranges, signs = [], [], []
         for j in range(pe):
             for k in range(simd):
-                w = lane(wport.data, j * simd + k, layer.weight_bits, layer.weight_signed)
-                products.append(wrap(w * lane(x, k, layer.in_bits, layer.in_signed)))
-        products = stage(products)
+                xk = lane(x, k, layer.in_bits, layer.in_signed)
+                if sign_magnitude:
+                    code = lane(wport.data, j * simd + k, layer.weight_bits, False)
+                    p, lo, hi = fit(code[:mb] * xk, *_corners(0, 2**mb - 1, x_lo, x_hi))
+                    if not p.shape().signed:
+                        p = Cat(p, Const(0, 1)).as_signed()
+                    neg = code[layer.weight_bits - 1]
+                    q = (p ^ neg.replicate(len(p)))[:len(p)].as_signed()  # neg: -p - 1
+                    value = fit(q, min(lo, -hi - 1), max(hi, -lo - 1))
+                    signs.append(neg)
+                else:
+                    w = lane(wport.data, j * simd + k, layer.weight_bits, layer.weight_signed)
+                    value = fit(w * xk, *_corners(w_lo, w_hi, x_lo, x_hi))
+                products.append(value[0])
+                ranges.append(value[1:])
+        regs = stage(products + signs)
+        values = [(v, *r) for v, r in zip(regs[:len(products)], ranges, strict=True)]
+        signs = regs[len(products):]
 
-        # Adder tree, all lanes level by level; a register after every second level.
-        lanes = [products[j * simd:(j + 1) * simd] for j in range(pe)]
+        # Adder tree, all lanes level by level; a register after every second level. Each
+        # adder takes one pending sign carry of its lane.
+        lanes = [values[j * simd:(j + 1) * simd] for j in range(pe)]
+        carries = [signs[j * simd:(j + 1) * simd] for j in range(pe)]
         for level in range(1, self.tree_levels + 1):
-            lanes = [[wrap(v[i] + v[i + 1]) if i + 1 < len(v) else v[i]
-                      for i in range(0, len(v), 2)] for v in lanes]
+            lanes = [[add(v[i], v[i + 1], c.pop() if c else None) if i + 1 < len(v) else v[i]
+                      for i in range(0, len(v), 2)] for v, c in zip(lanes, carries, strict=True)]
             if level % 2 == 0:
-                flat = stage([v for vals in lanes for v in vals])
-                width = len(lanes[0])
-                lanes = [flat[j * width:(j + 1) * width] for j in range(pe)]
+                width, pending = len(lanes[0]), len(carries[0])
+                flat = stage([v for vals in lanes for v, *_ in vals] +
+                             [c for cs in carries for c in cs])
+                lanes = [[(r, *v[1:]) for r, v in zip(flat[j * width:(j + 1) * width], vals,
+                                                     strict=True)]
+                         for j, vals in enumerate(lanes)]
+                flat = flat[pe * width:]
+                carries = [flat[j * pending:(j + 1) * pending] for j in range(pe)]
         sums = [vals[0] for vals in lanes]
         vA, firstA, lastA, foldA = flags
+        assert all(len(c) <= 1 for c in carries)  # simd - 1 adders, then the accumulator
 
         # Accumulate; the last slot of a fold hands the sums to the activation stage.
         acc = [Signal(signed(ab), name=f"acc{j}") for j in range(pe)]
-        acc_next = [wrap(Mux(firstA, 0, a) + v) for a, v in zip(acc, sums, strict=True)]
+        full = (-(2 ** (ab - 1)), 2 ** (ab - 1) - 1)
+        acc_next = [add((Mux(firstA, 0, a), *full), v, c[0] if c else None)[0]
+                    for a, v, c in zip(acc, sums, carries, strict=True)]
         start = adv & vA & lastA
         with m.If(adv & vA):
             m.d.sync += [a.eq(v) for a, v in zip(acc, acc_next, strict=True)]

@@ -14,7 +14,7 @@ from hwgen.compiler import dataflow
 from . import fifo, label_select, mvau, width_converter
 from .stream import framed_signature
 
-__all__ = ["COMPONENTS", "Accelerator", "memory_shapes", "verilog"]
+__all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "verilog"]
 
 #: Layer description class -> (component class, module with ``memory_shapes(layer)``).
 COMPONENTS = {
@@ -92,7 +92,8 @@ class Accelerator(wiring.Component):
     cycles, so the layer before it must have its beats ready (a FIFO of about that layer's
     beats per frame). Without such FIFOs the blocks stall each other (correct results, lower
     throughput). End-to-end latency is therefore not simply the sum of the blocks'
-    ``latency``; measure it in simulation. The top adds no register stage.
+    ``latency``: :attr:`latency` follows the first frame's beats through every block
+    (:func:`first_frame`). The top adds no register stage.
     """
 
     def __init__(self, graph):
@@ -111,6 +112,13 @@ class Accelerator(wiring.Component):
             "o": Out(framed_signature(last.lanes_out * last.out_bits)),
             "frame_error": Out(1),
         })
+
+    @property
+    def latency(self) -> int:
+        """Cycles from the transfer of a frame's first input beat to that of its first output
+        beat, for the first frame into an idle accelerator fed back to back with its output
+        always ready (the figure the simulation measures)."""
+        return first_frame(self.graph, self.blocks)[0]
 
     def elaborate(self, platform):
         m = Module()
@@ -141,6 +149,60 @@ class Accelerator(wiring.Component):
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += beat_out.eq(Mux(beat_out == self.beats_out - 1, 0, beat_out + 1))
         return m
+
+
+def first_frame(graph, blocks=None) -> list[int]:
+    """The cycle at which each output beat of the first frame transfers, counted from the
+    transfer of its first input beat, input back to back and output always ready.
+
+    Each block's own ``latency`` (exact for back-to-back input, checked by its unit tests) is
+    extended to beats that arrive with gaps by the block's schedule rule:
+
+    - MVAU: fold 0 takes input beat ``s`` in its slot ``s``, one slot per cycle, waiting for
+      the beat; later folds follow every ``max(sf, steps)`` cycles; output beat ``n`` leaves
+      ``latency - sf`` cycles after the last product of fold ``n`` issues, plus one.
+    - WidthConverter: an output beat leaves one cycle after the last input beat it needs.
+    - FIFO: ``latency`` cycles after its input beat.
+    - LabelSelect: ``latency - (beats - 1)`` cycles after the frame's last input beat.
+
+    Every block also leaves at most one beat per cycle.
+    """
+    if blocks is None:
+        blocks = [_lookup(layer)[0](layer) for layer in graph.layers]
+        for block in blocks:
+            block._MustUse__silence = True  # built only to ask for its latency
+    first = graph.layers[0]
+    times = list(range(_beats(first.n_in, first.lanes_in)))
+    for layer, block in zip(graph.layers, blocks, strict=True):
+        times = _schedule(layer, block, times)
+    return times
+
+
+def _schedule(layer, block, arrivals: list[int]) -> list[int]:
+    out = []
+
+    def leave(t):
+        out.append(max(t, out[-1] + 1) if out else t)
+
+    if isinstance(layer, dataflow.MVAU):
+        issue = -1
+        for t in arrivals[:layer.sf]:
+            issue = max(t, issue + 1)
+        slots = max(layer.sf, layer.steps)
+        for n in range(layer.nf):
+            leave(issue + n * slots + block.latency - layer.sf + 1)
+    elif isinstance(layer, dataflow.WidthConverter):
+        for j in range(_beats(layer.n, layer.lanes_out)):
+            last_element = min((j + 1) * layer.lanes_out, layer.n) - 1
+            leave(arrivals[last_element // layer.lanes_in] + 1)
+    elif isinstance(layer, dataflow.FIFO):
+        for t in arrivals:
+            leave(t + block.latency)
+    elif isinstance(layer, dataflow.LabelSelect):
+        leave(arrivals[-1] + block.latency - (len(arrivals) - 1))
+    else:
+        raise TypeError(f"no schedule rule for {type(layer).__name__}")
+    return out
 
 
 def verilog(graph, name: str = "top") -> str:

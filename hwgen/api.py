@@ -344,6 +344,8 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
     verification["cycles_per_frame_measured"] = measured[0] if len(measured) == 1 else measured
     verification["cycles_frames_checked"] = len(spacing)
     verification["cycles_match"] = bool(len(spacing)) and measured == [formula]
+    from hwgen.hw.top import first_frame
+    verification["latency_cycles_formula"] = first_frame(graph)[0]
     report["verification"] = verification
     report["latency_cycles"] = int(stream.latency)
     problems = []
@@ -359,6 +361,9 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
     elif not verification["cycles_match"]:
         problems.append(f"frames left {measured} cycles apart in steady state, the cycle "
                         f"formula says {formula}")
+    if stream.latency != verification["latency_cycles_formula"]:
+        problems.append(f"the first frame took {stream.latency} cycles from input to output, "
+                        f"the latency model says {verification['latency_cycles_formula']}")
     if any(not r.last_ok or r.frame_error for r in results.values()):
         problems.append("framing error: output `last` misplaced or the input framing flagged")
     if verification["backpressure"] and verification["stall_fraction"] < 0.25:

@@ -66,7 +66,8 @@ def summary(report: dict) -> str:
                      f"vectors x {len(ver['phases'])} runs (back-pressure {stall})")
         lines.append(f"  cycles/frame: {ver['cycles_per_frame_measured']} measured, "
                      f"{ver['cycles_per_frame_formula']} by formula; latency "
-                     f"{report.get('latency_cycles')} cycles")
+                     f"{report.get('latency_cycles')} cycles measured, "
+                     f"{ver.get('latency_cycles_formula')} by model")
     agr = report.get("agreement")
     if agr:
         lines.append(f"  PyTorch vs golden: {agr['hidden_mismatches']} hidden, "

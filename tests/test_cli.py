@@ -127,6 +127,7 @@ def test_fold_override_and_random_vectors(tmp_path):
     ver = report["verification"]
     assert ver["mismatches"] == 0 and ver["vectors"] == 200
     assert ver["cycles_per_frame_measured"] == ver["cycles_per_frame_formula"]
+    assert report["latency_cycles"] == ver["latency_cycles_formula"]
     # Random vectors include the all-minimum and all-maximum inputs.
     x_int = np.load(out / "vectors_int.npy")
     assert (x_int[0] == 0).all() and (x_int[1] == 15).all()

@@ -35,6 +35,7 @@ def test_example_builds_to_verified_bitstream(tmp_path):
     assert ver["backpressure"] is True and ver["stall_fraction"] >= 0.25
     assert ver["cycles_per_frame_measured"] == ver["cycles_per_frame_formula"]
     assert report["cycles_per_frame"] == ver["cycles_per_frame_formula"]
+    assert report["latency_cycles"] == ver["latency_cycles_formula"]
     agr = report["agreement"]
     assert agr["hidden_mismatches"] == 0 and agr["logit_mismatches"] == 0
     # Outputs on disk: the simulated outputs equal the golden ones, element for element.
