@@ -5,10 +5,11 @@ import zlib
 
 import numpy as np
 import pytest
-from hwsim import from_beats, make_mvau, random_inputs, simulate, to_beats
+from hwsim import acc_range, from_beats, make_mvau, random_inputs, simulate, to_beats
 
 from hwgen.compiler.dataflow import MVAU as MVAULayer
-from hwgen.hw.mvau import MVAU, memory_shapes, threshold_heap
+from hwgen.compiler.dataflow import bits_for_range
+from hwgen.hw.mvau import MVAU, _weight_coding, memory_shapes, threshold_heap
 from hwgen.sim import golden
 
 CASES = {
@@ -138,3 +139,44 @@ def test_mvau_random_sweep(seed):
     firsts = tout[::layer.nf]
     assert [b - a for a, b in itertools.pairwise(firsts)] == [layer.cycles] * (frames - 1)
     assert tout[0] - tin[0] == dut.latency
+
+
+def _with_weights(layer, weights):
+    """``layer`` with other weights (and an accumulator wide enough for them)."""
+    amin, amax = acc_range(weights, layer.in_bits, layer.in_signed)
+    layer.weights = np.asarray(weights, dtype=np.int64)
+    layer.acc_bits = max(layer.acc_bits,
+                         bits_for_range(min(int(amin.min()), -1), int(amax.max()))[0])
+    return layer
+
+
+WEIGHT_CASES = {
+    # name: (weight_bits, in_signed, weight range, expected coding)
+    "narrow-signed": (4, False, (-7, 7), (True, 3)),
+    "narrow-signed-in-signed": (4, True, (-7, 7), (True, 3)),
+    "narrow-signed-small": (4, False, (-2, 3), (True, 2)),
+    "narrow-signed-3bit": (3, True, (-3, 3), (True, 2)),
+    "full-signed": (4, False, (-8, 7), (False, 4)),
+    "full-signed-in-signed": (3, True, (-4, 3), (False, 3)),
+    "signed-nonnegative": (4, False, (0, 7), (False, 3)),
+    "all-zero": (3, True, (0, 0), (False, 1)),
+}
+
+
+@pytest.mark.parametrize("case", WEIGHT_CASES)
+def test_mvau_weight_coding(case):
+    """Sign-magnitude products (narrow signed weights) against two's complement ones, with
+    ``-2**(b-1)`` present, with signed inputs, and degenerate weights; wide simd so that the
+    sign carries reach every adder and the accumulator."""
+    wb, in_signed, (lo, hi), coding = WEIGHT_CASES[case]
+    rng = np.random.default_rng(zlib.crc32(case.encode()))
+    for mh, mw, pe, simd in ((6, 23, 2, 11), (4, 9, 4, 1), (5, 16, 1, 8)):
+        layer = make_mvau(rng, mh, mw, pe=pe, simd=simd, in_bits=4, in_signed=in_signed,
+                          weight_bits=wb, out_bits=3)
+        weights = rng.integers(lo, hi + 1, size=(mh, mw))
+        weights[0, 0], weights[-1, -1] = lo, hi  # both ends of the range occur
+        layer = _with_weights(layer, weights)
+        assert _weight_coding(layer) == coding
+        check(layer, frames=3, p_gap=0.2, p_stall=0.3, seed=simd)
+        dut, tin, tout = check(layer, frames=3, seed=simd)
+        assert tout[0] - tin[0] == dut.latency
