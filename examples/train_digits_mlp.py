@@ -94,7 +94,9 @@ def main():
     net.eval()
     test_acc = accuracy(net, xv, yv)
     train_acc = accuracy(net, xt, yt)
-    ep = torch.export.export(net, (xv[:8],))
+    # Any batch size: the exported program runs one vector or thousands.
+    batch = torch.export.Dim("batch", min=1)
+    ep = torch.export.export(net, (xv[:8],), dynamic_shapes=({0: batch},))
     with open(HERE / "digits_mlp_w4a4.pt", "wb") as file:  # a .pt suffix is fine by hwgen
         torch.export.save(ep, file)
     np.save(HERE / "digits_test_x.npy", x_test.astype(np.float32))
