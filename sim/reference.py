@@ -75,8 +75,9 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
     layer name, the integers ``[N, mh]`` its source node produced.
 
     Hidden layers: the matching quantizer's output divided by its scale; the last layer: the
-    output divided by ``graph.meta["logit_scale"]``. Values are rounded to integers; with
-    power-of-two scales they are integral already."""
+    output divided by ``graph.meta["logit_scale"]``. The quotients are returned as float64,
+    not rounded: with power-of-two scales they are exact integers, and anything else must show
+    up as a mismatch rather than be rounded into agreement."""
     ep = _program(path_or_exported_program,
                   allow_pickle=graph.meta.get("source_kind") == "pickle")
     x = torch.as_tensor(np.asarray(x_float, dtype=np.float32))
@@ -96,7 +97,7 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
             raise KeyError(f"{layer.name}: source node '{layer.source}' is not in the program")
         scale = scales.get(layer.name, graph.meta.get("logit_scale", 1.0))
         value = values[layer.source].to(torch.float64).numpy().reshape(len(x), -1)
-        out[layer.name] = np.rint(value / scale).astype(np.int64)
+        out[layer.name] = value / scale
     return out
 
 
@@ -116,14 +117,14 @@ def agreement(graph: Dataflow, ref: dict, golden_layer_outputs, *, show: int = 5
               "argmax_mismatches": 0, "vectors": 0, "mismatches": []}
     for i in mvaus:
         name = layers[i].name
-        mine = np.asarray(ref[name], dtype=np.int64)
+        mine = np.asarray(ref[name], dtype=np.float64)
         gold = np.asarray(golden_layer_outputs[i], dtype=np.int64).reshape(mine.shape)
         diff = np.argwhere(mine != gold)
         result["hidden_mismatches" if i != last else "logit_mismatches"] += len(diff)
         for v, c in diff[: max(0, show - len(result["mismatches"]))]:
-            result["mismatches"].append((name, int(v), int(c), int(mine[v, c]),
+            result["mismatches"].append((name, int(v), int(c), float(mine[v, c]),
                                          int(gold[v, c])))
-    logits = np.asarray(ref[layers[last].name], dtype=np.int64)
+    logits = np.asarray(ref[layers[last].name], dtype=np.float64)
     result["vectors"] = len(logits)
     ties = (logits == logits.max(axis=1, keepdims=True)).sum(axis=1) > 1
     result["argmax_ties"] = int(ties.sum())

@@ -132,3 +132,19 @@ def test_fold_override_and_random_vectors(tmp_path):
     x_int = np.load(out / "vectors_int.npy")
     assert (x_int[0] == 0).all() and (x_int[1] == 15).all()
     assert report["resources"] is None and "bitstream" not in report
+
+
+def test_label_output(tmp_path):
+    out = tmp_path / "o"
+    run = hwgen("build", ROOT / "examples" / "digits_mlp_w4a4.pt", "--output", "label",
+                "--inputs", ROOT / "examples" / "digits_test_x.npy", "--labels",
+                ROOT / "examples" / "digits_test_y.npy", "--no-bitstream", "--out", out)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["layers"][-1]["type"] == "LabelSelect"
+    assert report["verification"]["mismatches"] == 0
+    golden = np.load(out / "golden.npy")
+    assert golden.shape == (360, 1)
+    assert np.array_equal(np.load(out / "simulated.npy"), golden)
+    labels = np.load(ROOT / "examples" / "digits_test_y.npy")
+    assert report["accuracy"]["golden"] == np.mean(golden[:, 0] == labels)
