@@ -220,8 +220,19 @@ class LabelSelect:
     lanes_out = property(lambda self: 1)
 
 
+class _ValuePreserving:
+    """Stream plumbing: ``n`` elements of ``bits`` (``signed``) in, the same out."""
+
+    n_in = property(lambda self: self.n)
+    n_out = property(lambda self: self.n)
+    in_bits = property(lambda self: self.bits)
+    out_bits = property(lambda self: self.bits)
+    in_signed = property(lambda self: self.signed)
+    out_signed = property(lambda self: self.signed)
+
+
 @dataclass(eq=False)
-class WidthConverter:
+class WidthConverter(_ValuePreserving):
     """Repacks a frame of ``n`` elements of ``bits`` each from ``lanes_in`` to ``lanes_out``
     elements per beat. Identity on values. ``cycles = max(ceil(n/lanes_in),
     ceil(n/lanes_out))``."""
@@ -237,16 +248,9 @@ class WidthConverter:
     def cycles(self) -> int:
         return max(math.ceil(self.n / self.lanes_in), math.ceil(self.n / self.lanes_out))
 
-    n_in = property(lambda self: self.n)
-    n_out = property(lambda self: self.n)
-    in_bits = property(lambda self: self.bits)
-    out_bits = property(lambda self: self.bits)
-    in_signed = property(lambda self: self.signed)
-    out_signed = property(lambda self: self.signed)
-
 
 @dataclass(eq=False)
-class FIFO:
+class FIFO(_ValuePreserving):
     """A FIFO of ``depth`` beats between two layers. Identity on values; one beat per
     cycle."""
 
@@ -262,12 +266,6 @@ class FIFO:
     def cycles(self) -> int:
         return math.ceil(self.n / self.lanes)
 
-    n_in = property(lambda self: self.n)
-    n_out = property(lambda self: self.n)
-    in_bits = property(lambda self: self.bits)
-    out_bits = property(lambda self: self.bits)
-    in_signed = property(lambda self: self.signed)
-    out_signed = property(lambda self: self.signed)
     lanes_in = property(lambda self: self.lanes)
     lanes_out = property(lambda self: self.lanes)
 

@@ -7,20 +7,13 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler import dataflow, memory
 
-from .stream import OutputBuffer, beat_signature
+from .stream import OutputBuffer, beat_signature, check_layer, rejecting
 
 __all__ = ["FIFO", "memory_shapes"]
 
 
 def _validate(layer):
-    if not isinstance(layer, dataflow.FIFO):
-        raise TypeError(f"layer must be a dataflow.FIFO, not {layer!r}")
-    for what in ("n", "bits", "lanes", "depth"):
-        value = getattr(layer, what)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
-        if value < 1:
-            raise ValueError(f"{layer.name}: {what}={value!r} must be at least 1")
+    check_layer(layer, dataflow.FIFO, ("n", "bits", "lanes", "depth"))
 
 
 def memory_shapes(layer) -> list[tuple[str, int, int]]:
@@ -57,11 +50,8 @@ class FIFO(wiring.Component):
     """
 
     def __init__(self, layer):
-        try:
+        with rejecting(self):
             _validate(layer)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
-            raise
         self.layer = layer
         width = layer.lanes * layer.bits
         super().__init__({"i": In(beat_signature(width)), "o": Out(beat_signature(width))})

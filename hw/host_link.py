@@ -22,7 +22,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .stream import framed_signature
+from .stream import framed_signature, rejecting
 
 __all__ = ["HostLink", "nbytes"]
 
@@ -75,13 +75,10 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, in_width: int, out_width: int, beats_in: int, beats_out: int):
-        try:
+        with rejecting(self):
             for name, value in [("in_width", in_width), ("out_width", out_width),
                                 ("beats_in", beats_in), ("beats_out", beats_out)]:
                 _check_positive(name, value)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # never built, so never elaborated
-            raise
         self.in_width  = in_width
         self.out_width = out_width
         self.beats_in  = beats_in

@@ -8,20 +8,13 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler import dataflow
 
-from .stream import OutputBuffer, beat_signature, lane
+from .stream import OutputBuffer, beat_signature, check_layer, lane, rejecting
 
 __all__ = ["LabelSelect", "memory_shapes"]
 
 
 def _validate(layer):
-    if not isinstance(layer, dataflow.LabelSelect):
-        raise TypeError(f"layer must be a dataflow.LabelSelect, not {layer!r}")
-    for what in ("n", "in_bits", "lanes"):
-        value = getattr(layer, what)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
-        if value < 1:
-            raise ValueError(f"{layer.name}: {what}={value!r} must be at least 1")
+    check_layer(layer, dataflow.LabelSelect, ("n", "in_bits", "lanes"))
     if layer.lanes > layer.n:
         raise ValueError(f"{layer.name}: lanes={layer.lanes} exceeds n={layer.n}")
 
@@ -56,11 +49,8 @@ class LabelSelect(wiring.Component):
     """
 
     def __init__(self, layer):
-        try:
+        with rejecting(self):
             _validate(layer)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
-            raise
         self.layer = layer
         self.beats = math.ceil(layer.n / layer.lanes)
         self.levels = (layer.lanes - 1).bit_length()  # ceil(log2(lanes))

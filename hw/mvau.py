@@ -28,7 +28,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.compiler import dataflow, memory
 from hwgen.compiler.dataflow import bits_for_range
 
-from .stream import OutputBuffer, beat_signature, lane
+from .stream import OutputBuffer, beat_signature, check_layer, lane, rejecting
 
 __all__ = ["MVAU", "memory_shapes", "threshold_heap"]
 
@@ -44,19 +44,9 @@ def threshold_heap(row, out_bits: int) -> list[int]:
     return heap
 
 
-def _check_int(layer, what, minimum=1):
-    value = getattr(layer, what)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{layer.name}: {what}={value!r} must be at least {minimum}")
-
-
 def _validate(layer):
-    if not isinstance(layer, dataflow.MVAU):
-        raise TypeError(f"layer must be a dataflow.MVAU, not {layer!r}")
-    for what in ("in_bits", "weight_bits", "acc_bits", "out_bits", "pe", "simd"):
-        _check_int(layer, what)
+    check_layer(layer, dataflow.MVAU,
+                ("in_bits", "weight_bits", "acc_bits", "out_bits", "pe", "simd"))
     layer.check_folding()
     if layer.thresholds is not None and layer.out_bits > 12:
         raise ValueError(f"{layer.name}: out_bits={layer.out_bits} is too wide for a "
@@ -161,11 +151,8 @@ class MVAU(wiring.Component):
     """
 
     def __init__(self, layer):
-        try:
+        with rejecting(self):
             _validate(layer)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
-            raise
         self.layer = layer
         self.nf, self.sf, self.steps = layer.nf, layer.sf, layer.steps
         self.slots = max(self.sf, self.steps)

@@ -4,6 +4,8 @@ Streams are :mod:`amaranth.lib.stream` streams: a beat transfers when ``valid`` 
 are both high, ``valid`` never depends on ``ready`` and the payload holds until the transfer.
 """
 
+from contextlib import contextmanager
+
 from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -90,3 +92,27 @@ class OutputBuffer(wiring.Component):
         with m.If(push & (count == 1) & ~pop):
             m.d.sync += tail.eq(self.i.payload)
         return m
+
+
+def check_layer(layer, kind, positive_ints=()):
+    """Check that ``layer`` is a ``kind`` description whose ``positive_ints`` fields are
+    integers of at least 1; raise ``TypeError``/``ValueError`` naming the bad value."""
+    if not isinstance(layer, kind):
+        raise TypeError(f"layer must be a dataflow.{kind.__name__}, not {layer!r}")
+    for what in positive_ints:
+        value = getattr(layer, what)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
+        if value < 1:
+            raise ValueError(f"{layer.name}: {what}={value!r} must be at least 1")
+
+
+@contextmanager
+def rejecting(component):
+    """Validate inside this in a component's ``__init__``: a component rejected there was
+    never meant to be used, so it must not warn that it was never elaborated."""
+    try:
+        yield
+    except (TypeError, ValueError):
+        component._MustUse__silence = True
+        raise

@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.compiler import dataflow
 
 from . import fifo, label_select, mvau, width_converter
-from .stream import framed_signature
+from .stream import framed_signature, rejecting
 
 __all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "verilog"]
 
@@ -97,11 +97,8 @@ class Accelerator(wiring.Component):
     """
 
     def __init__(self, graph):
-        try:
+        with rejecting(self):
             _check_graph(graph)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
-            raise
         self.graph = graph
         self.blocks = [_lookup(layer)[0](layer) for layer in graph.layers]
         first, last = graph.layers[0], graph.layers[-1]

@@ -10,6 +10,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from .stream import rejecting
+
 __all__ = ["MIN_DIVISOR", "UARTRx", "UARTTx", "uart_divisor"]
 
 #: Smallest accepted divisor: the receiver needs a few cycles per bit to sample mid-bit.
@@ -17,11 +19,8 @@ MIN_DIVISOR = 4
 
 
 def _check_divisor(component, divisor):
-    try:
+    with rejecting(component):
         _validate_divisor(divisor)
-    except (TypeError, ValueError):
-        component._MustUse__silence = True  # not elaborated because it was never built
-        raise
 
 
 def _validate_divisor(divisor):

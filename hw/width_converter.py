@@ -8,20 +8,13 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler import dataflow
 
-from .stream import beat_signature
+from .stream import beat_signature, check_layer, rejecting
 
 __all__ = ["WidthConverter", "memory_shapes"]
 
 
 def _validate(layer):
-    if not isinstance(layer, dataflow.WidthConverter):
-        raise TypeError(f"layer must be a dataflow.WidthConverter, not {layer!r}")
-    for what in ("n", "bits", "lanes_in", "lanes_out"):
-        value = getattr(layer, what)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{layer.name}: {what} must be an integer, not {value!r}")
-        if value < 1:
-            raise ValueError(f"{layer.name}: {what}={value!r} must be at least 1")
+    check_layer(layer, dataflow.WidthConverter, ("n", "bits", "lanes_in", "lanes_out"))
 
 
 def memory_shapes(layer) -> list[tuple[str, int, int]]:
@@ -57,11 +50,8 @@ class WidthConverter(wiring.Component):
     """
 
     def __init__(self, layer):
-        try:
+        with rejecting(self):
             _validate(layer)
-        except (TypeError, ValueError):
-            self._MustUse__silence = True  # rejected, not forgotten: no "never used" warning
-            raise
         self.layer = layer
         self.beats_in = math.ceil(layer.n / layer.lanes_in)
         self.beats_out = math.ceil(layer.n / layer.lanes_out)
