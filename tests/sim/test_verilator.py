@@ -179,3 +179,15 @@ def test_mlp_scale_run_is_fast(cache):
     assert res["stream"].cycles_per_frame == 151
     assert res["backpressure"].stall_fraction >= 0.25
     assert wall < 60
+
+
+def test_cache_key_names_the_installation():
+    # A model links cocotb's library by absolute path: one built from another virtual
+    # environment (perhaps deleted since) must not be reused.
+    from pathlib import Path
+
+    import cocotb
+
+    from hwgen.sim.verilator import _tool_versions
+
+    assert str(Path(cocotb.__file__).parent) in _tool_versions()
