@@ -141,9 +141,8 @@ def extreme_vectors(graph) -> np.ndarray:
     first = graph.layers[0]
     weights = getattr(first, "weights", None)
     if weights is not None:
-        positive = weights > 0
-        vectors += [np.where(positive, hi, lo) for positive in positive]
-        vectors += [np.where(positive, lo, hi) for positive in positive]
+        vectors += [np.where(row > 0, hi, lo) for row in weights]  # largest accumulator
+        vectors += [np.where(row > 0, lo, hi) for row in weights]  # smallest accumulator
     unique = {v.astype(np.int64).tobytes(): v for v in vectors}  # dicts keep the order
     return np.stack(list(unique.values())).astype(np.int64)
 
