@@ -55,10 +55,15 @@ def _run(ep, x: torch.Tensor, wanted) -> dict:
     return recorder.values
 
 
-def _run_in_batches(ep, x: torch.Tensor, wanted) -> dict:
+def _static_batch(ep) -> int | None:
+    """The batch size the program was exported with, or ``None`` if it is dynamic."""
     user = next(n for n in ep.graph.nodes if n.op == "placeholder"
                 and n.name in ep.graph_signature.user_inputs)
-    size = int(user.meta["val"].shape[0])
+    size = user.meta["val"].shape[0]
+    return int(size) if isinstance(size, int) else None
+
+
+def _run_in_batches(ep, x: torch.Tensor, wanted, size: int) -> dict:
     parts: dict = {name: [] for name in wanted}
     for start in range(0, len(x), size):
         chunk = x[start:start + size]
@@ -85,12 +90,13 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
     layers = [layer for layer in graph.layers if isinstance(layer, MVAU)]
     scales = graph.meta.get("layer_scales", {})
     wanted = [layer.source for layer in layers]
-    try:
+    batch = _static_batch(ep)
+    if batch is None or batch == len(x):
         values = _run(ep, x, wanted)
-    except RuntimeError:
-        # A graph with the export batch size baked in (e.g. view(8, -1)): run it in batches
-        # of that size, padding the last one.
-        values = _run_in_batches(ep, x, wanted)
+    else:
+        # The export baked its batch size in (no dynamic batch dimension): run batches of
+        # that size, padding the last one.
+        values = _run_in_batches(ep, x, wanted, batch)
     out = {}
     for layer in layers:
         if layer.source not in values:
