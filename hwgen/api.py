@@ -410,7 +410,7 @@ def _layer_report(layer, plan) -> dict:
     entry = {"name": layer.name, "type": kind, "cycles": layer.cycles,
              "in": {"n": layer.n_in, "bits": layer.in_bits, "signed": bool(layer.in_signed)},
              "out": {"n": layer.n_out, "bits": layer.out_bits, "signed": bool(layer.out_signed)},
-             "lanes_in": layer.lanes_in, "lanes_out": layer.lanes_out,
+             "shape": [layer.n_in], "lanes_in": layer.lanes_in, "lanes_out": layer.lanes_out,
              "memories": [{"purpose": m.purpose, "width": m.width, "depth": m.depth,
                            "style": m.style, "bram": m.ebr} for m in plan(layer)]}
     if kind == "MVAU":
