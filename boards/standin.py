@@ -12,7 +12,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..hw.stream import framed_signature
+from ..hw.stream import check_framing, framed_signature
 
 __all__ = ["StandInAccelerator"]
 
@@ -84,20 +84,13 @@ class StandInAccelerator(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=4)
 
         # Input side: FIFO and the frame check.
-        count = Signal(range(self.beats))
         m.d.comb += [
             fifo.w_data.eq(self.i.payload.as_value()),
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            at_end = count == self.beats - 1
-            with m.If(self.i.payload.last != at_end):
-                m.d.sync += self.frame_error.eq(1)
-            with m.If(at_end):
-                m.d.sync += count.eq(0)
-            with m.Else():
-                m.d.sync += count.eq(count + 1)
+        check_framing(m, self.i.valid & self.i.ready, self.i.payload.last, self.beats,
+                      self.frame_error)
 
         # One pipeline stage: ROM reads (synchronous, enabled by advance) and a data register.
         valid   = Signal()

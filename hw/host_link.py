@@ -22,7 +22,7 @@ from amaranth.hdl import Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .stream import framed_signature, rejecting
+from .stream import check_framing, framed_signature, rejecting
 
 __all__ = ["HostLink", "nbytes"]
 
@@ -123,22 +123,16 @@ class HostLink(wiring.Component):
         n_out    = nbytes(self.out_width)
         sending  = Signal(8 * n_out)
         left     = Signal(range(n_out + 1))
-        beat_out = Signal(range(self.beats_out))
 
         m.d.comb += [
             self.beats_i.ready.eq(left == 0),
             self.tx.valid.eq(left != 0),
             self.tx.payload.eq(sending[:8]),
         ]
-        with m.If(self.beats_i.valid & self.beats_i.ready):
+        taken = self.beats_i.valid & self.beats_i.ready
+        with m.If(taken):
             m.d.sync += [sending.eq(self.beats_i.payload.data), left.eq(n_out)]
-            expect_last = beat_out == self.beats_out - 1
-            with m.If(self.beats_i.payload.last != expect_last):
-                m.d.sync += self.misframed.eq(1)
-            with m.If(expect_last):
-                m.d.sync += beat_out.eq(0)
-            with m.Else():
-                m.d.sync += beat_out.eq(beat_out + 1)
+        check_framing(m, taken, self.beats_i.payload.last, self.beats_out, self.misframed)
         with m.If(self.tx.valid & self.tx.ready):
             m.d.sync += [sending.eq(sending >> 8), left.eq(left - 1)]
         return m

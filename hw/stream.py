@@ -6,7 +6,7 @@ are both high, ``valid`` never depends on ``ready`` and the payload holds until 
 
 from contextlib import contextmanager
 
-from amaranth.hdl import Module, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -116,3 +116,14 @@ def rejecting(component):
     except (TypeError, ValueError):
         component._MustUse__silence = True
         raise
+
+
+def check_framing(m, transfer, last, beats: int, error):
+    """Count the beats of ``beats``-beat frames on ``transfer`` and set the sticky ``error``
+    whenever ``last`` disagrees with the count (framing is by count; ``last`` only checks)."""
+    count = Signal(range(beats))
+    with m.If(transfer):
+        at_end = count == beats - 1
+        with m.If(last != at_end):
+            m.d.sync += error.eq(1)
+        m.d.sync += count.eq(Mux(at_end, 0, count + 1))

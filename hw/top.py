@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.compiler import dataflow
 
 from . import fifo, label_select, mvau, width_converter
-from .stream import framed_signature, rejecting
+from .stream import check_framing, framed_signature, rejecting
 
 __all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "verilog"]
 
@@ -130,11 +130,8 @@ class Accelerator(wiring.Component):
             head.i.payload.eq(self.i.payload.data),
             self.i.ready.eq(head.i.ready),
         ]
-        beat_in = Signal(range(self.beats_in))
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += beat_in.eq(Mux(beat_in == self.beats_in - 1, 0, beat_in + 1))
-            with m.If(self.i.payload.last != (beat_in == self.beats_in - 1)):
-                m.d.sync += self.frame_error.eq(1)
+        check_framing(m, self.i.valid & self.i.ready, self.i.payload.last, self.beats_in,
+                      self.frame_error)
 
         beat_out = Signal(range(self.beats_out))
         m.d.comb += [
