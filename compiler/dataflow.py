@@ -186,10 +186,6 @@ class MVAU:
     def lanes_out(self) -> int:
         return self.pe
 
-    @property
-    def weight_bits_total(self) -> int:
-        return self.mh * self.mw * self.weight_bits
-
 
 @dataclass(eq=False)
 class LabelSelect:
