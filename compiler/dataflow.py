@@ -7,8 +7,9 @@ description (what it computes and how parallel it is), its NumPy semantics in
 
 Streams between layers carry frames of ``n`` elements in ``ceil(n / lanes)`` beats of
 ``lanes`` elements; element 0 sits in the least significant bits, each element ``bits`` wide
-(two's complement when signed). Lanes past the end of a frame in its last beat are padding:
-producers drive them to zero and consumers ignore them.
+(two's complement when signed). A binary (``bipolar``) element is one bit, 1 meaning +1 and 0
+meaning -1: the stream carries the bit, the arithmetic uses the value. Lanes past the end of a
+frame in its last beat are padding: producers drive them to zero and consumers ignore them.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class InputQuant:
     """The model's first quantizer. It runs on the host side (golden model, tests, ``hwgen
     run``): the accelerator consumes its integers.
 
-    ``q = clamp(round_half_even(x / scale + zero_point), lo, hi)`` in float32.
+    ``q = clamp(round_half_even(x / scale + zero_point), lo, hi)`` in float32; a ``bipolar``
+    quantizer sends the bit ``x >= threshold`` (1 meaning +1, 0 meaning -1).
     """
 
     shape: tuple[int, ...]
@@ -62,10 +64,23 @@ class InputQuant:
     narrow: bool
     scale: float
     zero_point: float = 0.0
+    bipolar: bool = False
+    threshold: float = 0.0
 
     @property
     def range(self) -> tuple[int, int]:
+        """The smallest and largest integer the accelerator receives (bits for ``bipolar``)."""
+        if self.bipolar:
+            return 0, 1
         return int_range(self.bits, self.signed, self.narrow)
+
+    def dequantize(self, q) -> np.ndarray:
+        """Float inputs (float32) that this quantizer maps to the integers ``q``."""
+        q = np.asarray(q)
+        if self.bipolar:
+            t = np.float32(self.threshold)
+            return np.where(q > 0, t, np.nextafter(t, np.float32(-np.inf))).astype(np.float32)
+        return ((q - self.zero_point) * np.float32(self.scale)).astype(np.float32)
 
     @property
     def n(self) -> int:
@@ -80,6 +95,12 @@ class MVAU:
     is ``out_base + sum_k [acc_c >= thresholds[c, k]]``; without, it is ``acc + bias``
     (integer logits). Weight rows are already sign-adjusted by the compiler (a row whose
     activation decreases with ``acc`` is negated), so every threshold map is non-decreasing.
+
+    Binary layers: with ``in_bipolar`` the input elements are bits meaning ``2*bit - 1``; with
+    ``weight_bipolar`` the weights are ``-1``/``+1`` (``weight_bits=1``). When both hold
+    (:attr:`xnor`) the hardware computes ``acc = 2*popcount(XNOR(x, w)) - mw`` and compares the
+    popcount with :attr:`stored_thresholds`. An activation to binary (``out_bipolar``) has
+    ``out_bits=1`` and ``out_base=0``: its output is the bit ``acc >= T``.
 
     Folding: ``pe`` output lanes and ``simd`` input lanes. ``nf = ceil(mh / pe)`` neuron folds
     of ``sf = ceil(mw / simd)`` synapse folds; the activation of each neuron fold takes
@@ -106,14 +127,27 @@ class MVAU:
     styles: dict = field(default_factory=dict)
     # Bookkeeping for reports: which source nodes this layer came from.
     source: str = ""
+    in_bipolar: bool = False
+    weight_bipolar: bool = False
+    out_bipolar: bool = False
 
     def __post_init__(self):
         self.weights = np.asarray(self.weights, dtype=np.int64)
         if self.weights.ndim != 2:
             raise ValueError(f"{self.name}: weights must be 2-D, not {self.weights.shape}")
-        wlo, whi = int_range(self.weight_bits, self.weight_signed)
-        if self.weights.size and (self.weights.min() < wlo or self.weights.max() > whi):
-            raise ValueError(f"{self.name}: weights outside the {self.weight_bits}-bit range")
+        if self.weight_bipolar:
+            if self.weight_bits != 1 or not np.all(np.abs(self.weights) == 1):
+                raise ValueError(f"{self.name}: binary weights must be -1 or +1, one bit each")
+        else:
+            wlo, whi = int_range(self.weight_bits, self.weight_signed)
+            if self.weights.size and (self.weights.min() < wlo or self.weights.max() > whi):
+                raise ValueError(f"{self.name}: weights outside the {self.weight_bits}-bit "
+                                 f"range")
+        if self.in_bipolar and self.in_bits != 1:
+            raise ValueError(f"{self.name}: binary inputs are one bit, not {self.in_bits}")
+        if self.out_bipolar and (self.thresholds is None or self.out_bits != 1
+                                 or self.out_base != 0):
+            raise ValueError(f"{self.name}: a binary output is one threshold bit")
         if self.thresholds is not None:
             self.thresholds = np.asarray(self.thresholds, dtype=np.int64)
             expect = (self.mh, 2**self.out_bits - 1)
@@ -162,12 +196,26 @@ class MVAU:
         return self.nf * max(self.sf, self.steps)
 
     @property
+    def xnor(self) -> bool:
+        """Binary weights and binary inputs: XNOR-popcount hardware, no multipliers."""
+        return self.in_bipolar and self.weight_bipolar
+
+    @property
+    def stored_thresholds(self) -> np.ndarray | None:
+        """The thresholds as the hardware compares them: on ``acc``, or in XNOR mode on the
+        popcount ``P = (acc + mw) / 2``, where ``acc >= T`` is ``P >= ceil((T + mw) / 2)``
+        (clipped to ``[0, mw + 1]``: always and never)."""
+        if self.thresholds is None or not self.xnor:
+            return self.thresholds
+        return np.clip(-((-(self.thresholds + self.mw)) // 2), 0, self.mw + 1)
+
+    @property
     def threshold_bits(self) -> int:
         """Width of the stored thresholds (signed)."""
-        if self.thresholds is None:
+        stored = self.stored_thresholds
+        if stored is None:
             return 0
-        return bits_for_range(min(int(self.thresholds.min()), -1),
-                              int(self.thresholds.max()))[0]
+        return bits_for_range(min(int(stored.min()), -1), int(stored.max()))[0]
 
     # Stream shapes.
     @property

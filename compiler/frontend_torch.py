@@ -7,8 +7,10 @@ node by node:
 
 * nodes whose inputs are all parameters, buffers or constants are constant-folded by running
   them (weight-scale computation, weight quantization...); folded ``hwgen::quant`` nodes keep
-  their quantizer parameters so a linear layer's weights become integers;
-* ``hwgen::quant`` on the running tensor becomes an :class:`~hwgen.compiler.ir.Quant`;
+  their quantizer parameters so a linear layer's weights become integers (and folded
+  ``hwgen::bipolar`` nodes make them binary);
+* ``hwgen::quant`` and ``hwgen::bipolar`` on the running tensor become an
+  :class:`~hwgen.compiler.ir.Quant`;
 * ``aten.linear`` becomes an :class:`~hwgen.compiler.ir.Linear` (its input must come from a
   quantizer, its weight from a folded ``hwgen::quant``);
 * batch norm in eval mode, ReLU, clamps and arithmetic with constants become
@@ -52,6 +54,7 @@ def _ops(*names):
 
 
 QUANT = torch.ops.hwgen.quant.default
+BIPOLAR = torch.ops.hwgen.bipolar.default
 LINEAR = _ops("linear.default")
 BATCH_NORM = _ops("batch_norm.default")
 BATCH_NORM_EVAL = _ops("_native_batch_norm_legit_no_training.default")
@@ -66,7 +69,7 @@ RESHAPE = _ops("flatten.using_ints", "view.default", "reshape.default", "_unsafe
                "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default")
 IDENTITY = _ops("clone.default", "contiguous.default", "alias.default", "detach.default",
                 "dropout.default", "lift_fresh_copy.default")
-SUPPORTED = ("hwgen.quant, aten.linear, aten.batch_norm (eval mode), aten.relu, aten.clamp, "
+SUPPORTED = ("hwgen.quant, hwgen.bipolar, aten.linear, aten.batch_norm (eval mode), aten.relu, aten.clamp, "
              "aten.hardtanh, aten.add/sub/mul/div with a constant, aten.flatten/view/reshape")
 
 
@@ -138,7 +141,7 @@ def load_program(path, *, allow_pickle: bool = False) -> torch.export.ExportedPr
     except Exception as error:  # torch raises many kinds; the user needs the message
         raise ModelFileError(f"'{path}' could not be loaded with torch.export.load: "
                              f"{type(error).__name__}: {error}. If the model uses custom "
-                             f"operators other than hwgen::quant, hwgen cannot read it; "
+                             f"operators other than hwgen's, hwgen cannot read it; "
                              f"re-export it with hwgen.nn layers.") from error
 
 
@@ -229,7 +232,7 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                  f"input tensor.")
 
     consts: dict = {}      # fx node -> constant value
-    qinfo: dict = {}       # fx node -> (scale, zero_point, bits, signed, narrow), folded quants
+    qinfo: dict = {}       # fx node -> (scale, zero_point, bits, signed, narrow, bipolar)
     current = None         # the fx node holding the running tensor
     input_shape = None
     nodes: list = []
@@ -279,7 +282,15 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                 consts[node] = target(*args, **kwargs)
             if target is QUANT:
                 _, scale, zero_point, bits, signed, narrow = args
-                qinfo[node] = (scale, zero_point, bits, signed, narrow)
+                qinfo[node] = (scale, zero_point, bits, signed, narrow, False)
+            elif target is BIPOLAR:
+                _, scale, threshold = args
+                if _scalar(threshold, "the threshold", node) != 0:
+                    raise QuantizationError(f"binary weights of node '{node.name}'"
+                                            f"{_where(node)} are split at "
+                                            f"{float(threshold)}, not 0; binary weights must "
+                                            f"be the sign of the latent weights.")
+                qinfo[node] = (scale, torch.tensor(0.0), 1, True, False, True)
             continue
         if len(dynamic) > 1 or dynamic[0] is not current:
             fail_branch(node)
@@ -304,6 +315,20 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                 raise QuantizationError(f"quantizer node '{node.name}'{_where(node)} has scale "
                                         f"{scale}; scales must be positive.")
             nodes.append(ir.Quant(node.name, int(bits), bool(signed), bool(narrow), scale))
+        elif target is BIPOLAR:
+            _, scale, threshold = node.args
+            for arg, what in ((scale, "scale"), (threshold, "threshold")):
+                if arg not in consts:
+                    raise QuantizationError(f"the {what} of binarizer node '{node.name}'"
+                                            f"{_where(node)} depends on the input; hwgen needs "
+                                            f"constant (trained or fixed) values.")
+            scale = _scalar(consts[scale], "the scale", node)
+            if not scale > 0:
+                raise QuantizationError(f"binarizer node '{node.name}'{_where(node)} has scale "
+                                        f"{scale}; scales must be positive.")
+            threshold = _scalar(consts[threshold], "the threshold", node)
+            nodes.append(ir.Quant(node.name, 1, False, False, scale, bipolar=True,
+                                  threshold=threshold))
         elif target in LINEAR:
             need_2d(node, "linear")
             if not nodes or not isinstance(nodes[-1], ir.Quant):
@@ -311,7 +336,8 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                         f"is not quantized (it comes from "
                                         f"'{node.args[0].name}', not from a hwgen.quant node); "
                                         f"hwgen maps only integer layers to hardware: put a "
-                                        f"hwgen.nn quantizer (QuantIdentity, QuantReLU) before "
+                                        f"hwgen.nn quantizer (QuantIdentity, QuantReLU, "
+                                        f"BinaryInput, SignActivation) before "
                                         f"it.")
             nodes.append(_linear(node, consts, qinfo))
             bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
@@ -376,7 +402,7 @@ def _linear(node, consts, qinfo) -> ir.Linear:
         raise QuantizationError(f"the weights of linear node '{node.name}'{_where(node)} are "
                                 f"not quantized (they do not come from a hwgen.quant node); use "
                                 f"hwgen.nn.QuantLinear.")
-    scale, zero_point, bits, signed, narrow = qinfo[weight]
+    scale, zero_point, bits, signed, narrow, bipolar = qinfo[weight]
     scale = _scalar(scale, "the weight scale", weight)
     _check_zero_point(_scalar(zero_point, "the weight zero point", weight), weight)
     values = consts[weight].detach().to(torch.float64).numpy()
@@ -389,4 +415,4 @@ def _linear(node, consts, qinfo) -> ir.Linear:
         raise UnsupportedOpError(f"linear node '{node.name}' has {ints.ndim}-D weights; hwgen "
                                  f"expects [out_features, in_features].")
     return ir.Linear(node.name, ints.astype(np.int64), scale, int(bits), bool(signed),
-                     bool(narrow))
+                     bool(narrow), weight_bipolar=bipolar)

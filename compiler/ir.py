@@ -2,7 +2,8 @@
 
 A :class:`Graph` is a chain of nodes applied one after another to a batch ``[N, features]``:
 
-* :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``);
+* :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``), or
+  a binarizer (``bipolar``: ``q = +1`` where ``x >= threshold``, else ``-1``);
 * :class:`Linear`: ``y = x @ (weight * weight_scale).T`` with integer ``weight``;
 * :class:`FloatOp`: one float32 operation of the source model (bias add, batch norm, ReLU,
   scaling...) applied to the running tensor, with all other operands constant. Calling it runs
@@ -44,16 +45,22 @@ X = _Running()
 @dataclass(eq=False)
 class Quant:
     """``q = clamp(round_half_even(x / scale), lo, hi)``; the value carried on is ``q * scale``
-    (zero points are always 0 in the IR)."""
+    (zero points are always 0 in the IR). A ``bipolar`` quantizer (``bits=1``, unsigned: the
+    stream carries a bit) gives ``q = +1`` where ``x >= threshold`` and ``-1`` elsewhere."""
 
     name: str
     bits: int
     signed: bool
     narrow: bool
     scale: float
+    bipolar: bool = False
+    threshold: float = 0.0
 
     @property
     def range(self) -> tuple[int, int]:
+        """The smallest and largest integer ``q``."""
+        if self.bipolar:
+            return -1, 1
         return int_range(self.bits, self.signed, self.narrow)
 
 
@@ -68,6 +75,8 @@ class Linear:
     weight_bits: int
     weight_signed: bool
     weight_narrow: bool
+    #: Weights in ``{-1, +1}`` (one bit each).
+    weight_bipolar: bool = False
 
     @property
     def out_features(self) -> int:
@@ -120,12 +129,16 @@ class Graph:
     def __str__(self):
         lines = [f"graph {self.name} (input {self.input_shape}) -> {self.output}"]
         for node in self.nodes:
-            if isinstance(node, Quant):
+            if isinstance(node, Quant) and node.bipolar:
+                lines.append(f"  {node.name}: bipolar threshold={node.threshold} "
+                             f"scale={node.scale}")
+            elif isinstance(node, Quant):
                 lines.append(f"  {node.name}: quant {node.bits}b signed={node.signed} "
                              f"narrow={node.narrow} scale={node.scale}")
             elif isinstance(node, Linear):
+                kind = "binary" if node.weight_bipolar else f"w{node.weight_bits}"
                 lines.append(f"  {node.name}: linear {node.in_features}->{node.out_features} "
-                             f"w{node.weight_bits} scale={node.weight_scale}")
+                             f"{kind} scale={node.weight_scale}")
             else:
                 lines.append(f"  {node.name}: {node.op}")
         return "\n".join(lines)

@@ -69,13 +69,18 @@ def _run_ops(ops, x: torch.Tensor) -> torch.Tensor:
 
 def chain_levels(ops, quant: ir.Quant, scale: float):
     """The map ``acc [N, C] -> integer level [N, C]`` of a group: the model's float ops and its
-    quantizer applied to ``acc * scale``."""
+    quantizer applied to ``acc * scale``. A binarizer's level is its bit (1 for +1, 0 for
+    -1)."""
     q_scale = torch.tensor(quant.scale, dtype=torch.float32)
     zero = torch.tensor(0.0, dtype=torch.float32)
+    threshold = torch.tensor(quant.threshold, dtype=torch.float32)
 
     def levels(acc: np.ndarray) -> np.ndarray:
         y = _run_ops(ops, _chain_input(acc, scale))
         with torch.no_grad():
+            if quant.bipolar:
+                return (torch.ops.hwgen.bipolar(y, q_scale, threshold) > 0).numpy().astype(
+                    np.int64)
             y = torch.ops.hwgen.quant(y, q_scale, zero, quant.bits, quant.signed, quant.narrow)
         return np.rint(y.to(torch.float64).numpy() / quant.scale).astype(np.int64)
     return levels
@@ -202,7 +207,8 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
         raise QuantizationError(f"graph {graph.name}: the input is not quantized first; put a "
                                 f"hwgen.nn.QuantIdentity on the input.")
     inp = InputQuant(shape=tuple(graph.input_shape), bits=first.bits, signed=first.signed,
-                     narrow=first.narrow, scale=first.scale, zero_point=0.0)
+                     narrow=first.narrow, scale=first.scale, zero_point=0.0,
+                     bipolar=first.bipolar, threshold=first.threshold)
     meta = dict(graph.meta)
     meta.update(input_node=first.name, layer_scales={}, notes=[])
     layers = []
@@ -253,7 +259,8 @@ def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
                                  f"PyTorch and the integer model may differ by rounding")
     chain = " -> ".join([lin.name, *(op.name for op in ops), quant.name if quant else output])
     where = f"layer {name} (nodes {chain})"
-    common = {"name": name, "in_bits": prev.bits, "in_signed": prev.signed, "acc_bits": bits}
+    common = {"name": name, "in_bits": prev.bits, "in_signed": prev.signed, "acc_bits": bits,
+              "in_bipolar": prev.bipolar, "weight_bipolar": lin.weight_bipolar}
     if quant is None:
         bias = integer_bias(ops, scale, acc_lo, acc_hi, where)
         b = 0 if bias is None else bias
@@ -263,15 +270,19 @@ def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
                      weight_signed=lin.weight_signed, out_bits=out_bits, out_signed=out_signed,
                      bias=bias, source=output, **common)
         return layer, scale
-    qlo, _ = quant.range
+    # A binarizer's levels are its bits: 0 (for -1) and 1.
+    qlo = 0 if quant.bipolar else quant.range[0]
     n_thresholds = 2**quant.bits - 1
     levels = chain_levels(ops, quant, scale)
     thresholds, sign = derive_thresholds(levels, acc_lo, acc_hi, qlo, n_thresholds, where)
     weights = weights * sign[:, None]
-    wbits, wsigned = _fit_weights(weights, lin.weight_bits, lin.weight_signed)
+    wbits, wsigned = lin.weight_bits, lin.weight_signed
+    if not lin.weight_bipolar:  # -1/+1 weights stay -1/+1 when negated
+        wbits, wsigned = _fit_weights(weights, wbits, wsigned)
     if (wbits, wsigned) != (lin.weight_bits, lin.weight_signed):
         meta["notes"].append(f"{name}: negated weight rows need {wbits}-bit weights")
     layer = MVAU(weights=weights, weight_bits=wbits, weight_signed=wsigned,
-                 out_bits=quant.bits, out_signed=quant.signed, thresholds=thresholds,
-                 out_base=qlo, source=quant.name, **common)
+                 out_bits=quant.bits, out_signed=quant.signed and not quant.bipolar,
+                 thresholds=thresholds, out_base=qlo, source=quant.name,
+                 out_bipolar=quant.bipolar, **common)
     return layer, quant.scale

@@ -18,6 +18,13 @@ an unsigned ``|w| * x`` conditionally inverted: ``~p = -p - 1``. The ``+1`` of e
 product enters an adder's carry-in (one per adder of the tree, the last one the
 accumulator's), so it costs no extra adder. Weights that use ``-2**(b-1)`` are kept in two's
 complement and multiplied as signed.
+
+Binary layers (see :class:`hwgen.compiler.dataflow.MVAU`): with binary inputs and binary
+weights (``layer.xnor``) a product is the bit ``XNOR(x, w)`` and the adder tree is a popcount
+(its first level, two XNORs and their sum, fits one 4-input LUT per output bit); the
+accumulator holds the popcount ``P``, the thresholds are stored as popcounts and a bias becomes
+``2P + (bias - mw)``. A binary operand facing an integer one is ``+1`` or ``-1``: binary
+weights select ``x`` or ``-x``, binary inputs are two-bit signed values.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -71,7 +78,9 @@ def _weight_coding(layer) -> tuple[bool, int]:
     return sign_magnitude, max(-lo, hi).bit_length() or 1
 
 
-def _weight_code(w: int, wb: int, sign_magnitude: bool) -> int:
+def _weight_code(w: int, wb: int, sign_magnitude: bool, bipolar: bool = False) -> int:
+    if bipolar:
+        return int(w > 0)
     if sign_magnitude:
         return (int(w < 0) << (wb - 1)) | abs(w)
     return w & ((1 << wb) - 1)
@@ -80,6 +89,7 @@ def _weight_code(w: int, wb: int, sign_magnitude: bool) -> int:
 def _memory_plan(layer):
     nf, sf = layer.nf, layer.sf
     sign_magnitude, _ = _weight_coding(layer)
+    bipolar = layer.weight_bipolar
     pe, simd, wb = layer.pe, layer.simd, layer.weight_bits
     words = []
     for n in range(nf):
@@ -89,7 +99,8 @@ def _memory_plan(layer):
                 for k in range(simd):
                     r, c = n * pe + j, s * simd + k
                     if r < layer.mh and c < layer.mw:
-                        w = _weight_code(int(layer.weights[r, c]), wb, sign_magnitude)
+                        w = _weight_code(int(layer.weights[r, c]), wb, sign_magnitude,
+                                         bipolar)
                         word |= w << ((j * simd + k) * wb)
             words.append(word)
     plan = [("weights", pe * simd * wb, nf * sf, words)]
@@ -97,11 +108,12 @@ def _memory_plan(layer):
         plan.append(("input_buffer", simd * layer.in_bits, sf, None))
     if layer.thresholds is not None:
         tb, ob = layer.threshold_bits, layer.out_bits
+        stored = layer.stored_thresholds
         for j in range(pe):
             init = []
             for n in range(nf):
                 r = n * pe + j
-                heap = threshold_heap(layer.thresholds[r], ob) if r < layer.mh else \
+                heap = threshold_heap(stored[r], ob) if r < layer.mh else \
                     [0] * 2**ob
                 init += [t & ((1 << tb) - 1) for t in heap]
             plan.append((f"thresholds[{j}]", tb, nf * 2**ob, init))
@@ -263,12 +275,28 @@ class MVAU(wiring.Component):
         # of each product is a carry to add in the tree.
         sign_magnitude, mb = _weight_coding(layer)
         x_lo, x_hi = dataflow.int_range(layer.in_bits, layer.in_signed)
+        if layer.in_bipolar:
+            x_lo, x_hi = -1, 1
         w_lo, w_hi = int(min(layer.weights.min(), 0)), int(max(layer.weights.max(), 0))
+        # Binary weights cannot be zero, so the padding lanes of the last synapse fold
+        # (when simd does not divide mw) are masked instead.
+        live_k = layer.mw - (sf - 1) * simd
+        last_s = flags[2]
         products, ranges, signs = [], [], []
         for j in range(pe):
             for k in range(simd):
                 xk = lane(x, k, layer.in_bits, layer.in_signed)
-                if sign_magnitude:
+                if layer.in_bipolar and not layer.xnor:
+                    xk = Cat(Const(1, 1), ~xk[0]).as_signed()  # bit b -> 2b - 1
+                if layer.weight_bipolar:
+                    wk = wport.data[j * simd + k]
+                    if layer.xnor:
+                        value = (~(xk ^ wk))[0], 0, 1
+                    else:
+                        value = fit(Mux(wk, xk, -xk), min(x_lo, -x_hi), max(x_hi, -x_lo))
+                    if k >= live_k:
+                        value = (Mux(last_s, 0, value[0]), *value[1:])
+                elif sign_magnitude:
                     code = lane(wport.data, j * simd + k, layer.weight_bits, False)
                     p, lo, hi = fit(code[:mb] * xk, *_corners(0, 2**mb - 1, x_lo, x_hi))
                     if not p.shape().signed:
@@ -359,7 +387,10 @@ class MVAU(wiring.Component):
                         for n_, b in enumerate(values):
                             with m.Case(n_):
                                 m.d.comb += bias.eq(b)
-                results.append(hand[j] + bias)
+                if layer.xnor:  # acc + bias = 2P - mw + bias
+                    results.append(Cat(Const(0, 1), hand[j]).as_signed() + bias - layer.mw)
+                else:
+                    results.append(hand[j] + bias)
 
         # Padding lanes of the last fold output 0.
         live = layer.mh - (nf - 1) * pe

@@ -128,7 +128,7 @@ def make_vectors(graph, options: BuildOptions) -> np.ndarray:
     extreme = extreme_vectors(graph)
     q = rng.integers(lo, hi + 1, size=(max(options.vectors - len(extreme), 0), quant.n))
     q = np.concatenate([extreme, q])
-    return ((q - quant.zero_point) * np.float32(quant.scale)).astype(np.float32)
+    return quant.dequantize(q)
 
 
 def extreme_vectors(graph) -> np.ndarray:

@@ -12,6 +12,14 @@ returns the dequantized value ``(clamp(round_half_even(x/scale + zp), qmin, qmax
 computed in float32 (Brevitas/QONNX convention). Its gradient is the straight-through estimator:
 the incoming gradient passes where ``x`` was not clamped, zero elsewhere.
 
+Binarized layers use a second operator, ``hwgen::bipolar``::
+
+    hwgen::bipolar(Tensor x, Tensor scale, Tensor threshold) -> Tensor
+
+which returns ``+scale`` where ``x >= threshold`` and ``-scale`` elsewhere (so sign(0) = +1), in
+float32. Its gradient is the straight-through estimator of binarized networks: the incoming
+gradient passes where ``|x - threshold| <= 1``.
+
 All scales are powers of two. Products and sums of dequantized values are then exact in
 float32, so ``F.linear(x, Wq)`` equals ``acc * s_in * s_w`` exactly and the PyTorch model and
 hwgen's integer golden model agree bit for bit.
@@ -24,9 +32,17 @@ Layers
     A bias-free (or integer-bias) linear layer with narrow signed per-tensor weights.
 :class:`QuantReLU`
     ReLU followed by an unsigned quantizer.
+:class:`BinaryInput`
+    Binarizes its input at a threshold (e.g. pixels ``>= 128`` are +1, the rest -1).
+:class:`BinaryLinear`
+    A linear layer with weights in ``{-1, +1}`` (the sign of the latent float weights).
+:class:`SignActivation`
+    ``+1`` where ``x >= 0``, ``-1`` elsewhere.
 
-Standard :class:`torch.nn.BatchNorm1d` may sit between a :class:`QuantLinear` and a
-:class:`QuantReLU`; hwgen folds it into integer thresholds.
+Standard :class:`torch.nn.BatchNorm1d` may sit between a linear layer and an activation
+(:class:`QuantReLU` or :class:`SignActivation`); hwgen folds it into integer thresholds. A
+layer with binary weights and binary inputs becomes XNOR-popcount hardware; the kinds mix
+freely (e.g. an 8-bit first layer feeding binary hidden layers).
 """
 
 from __future__ import annotations
@@ -37,7 +53,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["QuantIdentity", "QuantLinear", "QuantReLU", "int_range", "quant", "weight_scale"]
+__all__ = [
+    "BinaryInput",
+    "BinaryLinear",
+    "QuantIdentity",
+    "QuantLinear",
+    "QuantReLU",
+    "SignActivation",
+    "bipolar",
+    "int_range",
+    "quant",
+    "weight_scale",
+]
 
 
 def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
@@ -88,6 +115,33 @@ def _quant_backward(ctx, grad):
 
 
 quant.register_autograd(_quant_backward, setup_context=_quant_setup_context)
+
+
+@torch.library.custom_op("hwgen::bipolar", mutates_args=())
+def bipolar(x: Tensor, scale: Tensor, threshold: Tensor) -> Tensor:
+    """Binarize ``x``: ``+scale`` where ``x >= threshold``, ``-scale`` elsewhere, in float32."""
+    x = x.to(torch.float32)
+    scale = scale.to(torch.float32)
+    return torch.where(x >= threshold.to(torch.float32), scale, -scale)
+
+
+@bipolar.register_fake
+def _bipolar_fake(x, scale, threshold):
+    return torch.empty_like(x, dtype=torch.float32)
+
+
+def _bipolar_setup_context(ctx, inputs, output):
+    x, _, threshold = inputs
+    ctx.save_for_backward(x, threshold)
+
+
+def _bipolar_backward(ctx, grad):
+    x, threshold = ctx.saved_tensors
+    inside = (x.to(torch.float32) - threshold).abs() <= 1
+    return grad * inside.to(grad.dtype), None, None
+
+
+bipolar.register_autograd(_bipolar_backward, setup_context=_bipolar_setup_context)
 
 
 def _check_pow2(what: str, scale: float) -> float:
@@ -218,3 +272,78 @@ class QuantLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}, weight_bits={self.weight_bits}")
+
+
+class _Bipolar(nn.Module):
+    def __init__(self, scale: float, threshold: float):
+        super().__init__()
+        scale = _check_pow2(type(self).__name__, scale)
+        threshold = float(threshold)
+        if not math.isfinite(threshold):
+            raise ValueError(f"{type(self).__name__}: threshold={threshold!r} must be finite")
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(threshold, dtype=torch.float32))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return bipolar(x, self.scale, self.threshold)
+
+    def extra_repr(self) -> str:
+        return f"scale={float(self.scale)}, threshold={float(self.threshold)}"
+
+
+class BinaryInput(_Bipolar):
+    """Binarizes the raw input: ``+scale`` where ``x >= threshold``, ``-scale`` elsewhere.
+
+    Use it first, like :class:`QuantIdentity`. A threshold inside the data's range matters: a
+    plain sign of non-negative pixels would make every input +1. For 8-bit pixels,
+    ``threshold=128`` maps ``pixel > 127`` to +1. The host computes these bits (the
+    accelerator's input stream carries one bit per pixel, 1 meaning +1).
+    """
+
+    def __init__(self, threshold: float, scale: float = 1.0):
+        super().__init__(scale, threshold)
+
+
+class SignActivation(_Bipolar):
+    """``+scale`` where ``x >= 0`` (so sign(0) = +1), ``-scale`` elsewhere; put a
+    :class:`torch.nn.BatchNorm1d` before it to learn per-channel thresholds."""
+
+    def __init__(self, scale: float = 1.0):
+        super().__init__(scale, 0.0)
+
+
+class BinaryLinear(nn.Module):
+    """A bias-free linear layer whose weights are ``scale * sign(W)`` (sign(0) = +1) of latent
+    float weights ``W``, trained through the straight-through estimator.
+
+    With binary inputs (from :class:`BinaryInput` or :class:`SignActivation`) hwgen builds it
+    as XNOR-popcount hardware, one bit per weight. On the last layer its outputs are the
+    integer logits ``acc * scale * input_scale``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Matrix shape.
+    scale : float
+        A power of two: the magnitude of every weight.
+    """
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 1.0):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features))
+        nn.init.uniform_(self.weight, -1.0, 1.0)
+        self.register_buffer("scale", torch.tensor(_check_pow2("BinaryLinear", scale),
+                                                   dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float32))
+
+    def binary_weight(self) -> Tensor:
+        """The weights as used: ``+scale`` or ``-scale``."""
+        return bipolar(self.weight, self.scale, self.threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.binary_weight())
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"scale={float(self.scale)}")

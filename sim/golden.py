@@ -24,9 +24,11 @@ __all__ = ["fifo", "input_quant", "label_select", "mvau", "run", "run_layers", "
 
 def input_quant(quant: InputQuant, x) -> np.ndarray:
     """Host-side input quantization, in float32 exactly as the model's quantizer computes it:
-    ``clamp(round_half_even(x / scale + zero_point), lo, hi)``. Integer input passes through
-    the same arithmetic."""
+    ``clamp(round_half_even(x / scale + zero_point), lo, hi)``, or for a binarizer the bit
+    ``x >= threshold``. Integer input passes through the same arithmetic."""
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
+    if quant.bipolar:
+        return (x >= np.float32(quant.threshold)).astype(np.int64)
     y = x / np.float32(quant.scale)
     if quant.zero_point:
         y = y + np.float32(quant.zero_point)
@@ -35,8 +37,11 @@ def input_quant(quant: InputQuant, x) -> np.ndarray:
 
 
 def accumulate(layer: MVAU, x: np.ndarray) -> np.ndarray:
-    """``acc = x @ weights.T`` exactly, checked against the layer's accumulator width."""
+    """``acc = x @ weights.T`` exactly (binary inputs as -1/+1), checked against the layer's
+    accumulator width."""
     x = np.asarray(x, dtype=np.int64)
+    if layer.in_bipolar:
+        x = 2 * x - 1
     acc = x @ layer.weights.T
     limit = 2 ** (layer.acc_bits - 1)
     if acc.size and (acc.min() < -limit or acc.max() >= limit):

@@ -125,6 +125,8 @@ def agreement(graph: Dataflow, ref: dict, golden_layer_outputs, *, show: int = 5
         name = layers[i].name
         mine = np.asarray(ref[name], dtype=np.float64)
         gold = np.asarray(golden_layer_outputs[i], dtype=np.int64).reshape(mine.shape)
+        if layers[i].out_bipolar:
+            gold = 2 * gold - 1  # the stream's bit; PyTorch has the value
         diff = np.argwhere(mine != gold)
         result["hidden_mismatches" if i != last else "logit_mismatches"] += len(diff)
         for v, c in diff[: max(0, show - len(result["mismatches"]))]:

@@ -97,8 +97,8 @@ def simulate(dut, in_beats, n_out, *, p_gap=0.0, p_stall=0.0, seed=0, max_cycles
     return result["out"], result["tin"], result["tout"]
 
 
-def acc_range(weights, in_bits, in_signed):
-    lo, hi = int_range(in_bits, in_signed)
+def acc_range(weights, in_bits, in_signed, in_bipolar=False):
+    lo, hi = (-1, 1) if in_bipolar else int_range(in_bits, in_signed)
     w = np.asarray(weights, dtype=np.int64)
     amax = np.maximum(w * lo, w * hi).sum(axis=1)
     amin = np.minimum(w * lo, w * hi).sum(axis=1)
@@ -107,11 +107,18 @@ def acc_range(weights, in_bits, in_signed):
 
 def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=3,
               weight_signed=True, out_bits=2, out_signed=False, mode="thresholds",
-              out_base=None, name="mvau"):
-    """A random MVAU description; ``mode`` is "thresholds", "bias" or "logits"."""
-    wlo, whi = int_range(weight_bits, weight_signed)
-    weights = rng.integers(wlo, whi + 1, size=(mh, mw))
-    amin, amax = acc_range(weights, in_bits, in_signed)
+              out_base=None, name="mvau", in_bipolar=False, weight_bipolar=False):
+    """A random MVAU description; ``mode`` is "thresholds", "bias" or "logits". Binary inputs
+    (``in_bipolar``) are bits meaning -1/+1; binary weights (``weight_bipolar``) are -1/+1."""
+    if in_bipolar:
+        in_bits, in_signed = 1, False
+    if weight_bipolar:
+        weight_bits, weight_signed = 1, True
+        weights = rng.choice(np.array([-1, 1]), size=(mh, mw))
+    else:
+        wlo, whi = int_range(weight_bits, weight_signed)
+        weights = rng.integers(wlo, whi + 1, size=(mh, mw))
+    amin, amax = acc_range(weights, in_bits, in_signed, in_bipolar)
     acc_bits = bits_for_range(min(int(amin.min()), -1), int(amax.max()))[0]
     kw = {}
     if mode == "thresholds":
@@ -129,7 +136,10 @@ def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=
                                               int((amax + bias).max()))
     return MVAU(name=name, weights=weights, in_bits=in_bits, in_signed=in_signed,
                 weight_bits=weight_bits, weight_signed=weight_signed, acc_bits=acc_bits,
-                out_bits=out_bits, out_signed=out_signed, pe=pe, simd=simd, **kw)
+                out_bits=out_bits, out_signed=out_signed, pe=pe, simd=simd,
+                in_bipolar=in_bipolar, weight_bipolar=weight_bipolar,
+                out_bipolar=mode == "thresholds" and out_bits == 1 and kw["out_base"] == 0,
+                **kw)
 
 
 def random_inputs(rng, frames, n, bits, signed):

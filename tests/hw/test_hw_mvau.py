@@ -27,6 +27,22 @@ CASES = {
     "sf1-nf1-bias": (3, 3, {"pe": 3, "simd": 3, "mode": "bias"}),
     "sf1-bias-nf3": (6, 3, {"pe": 2, "simd": 3, "mode": "bias"}),
     "wide-simd": (4, 16, {"pe": 2, "simd": 16, "in_bits": 2, "weight_bits": 2, "out_bits": 1}),
+    # Binary layers: XNOR-popcount (with padding lanes: simd does not divide mw), and binary
+    # operands facing integer ones.
+    "xnor-sign": (10, 23, {"pe": 4, "simd": 5, "out_bits": 1, "in_bipolar": True,
+                           "weight_bipolar": True}),
+    "xnor-wide": (6, 49, {"pe": 2, "simd": 49, "out_bits": 1, "in_bipolar": True,
+                          "weight_bipolar": True}),
+    "xnor-logits": (7, 13, {"pe": 3, "simd": 4, "mode": "bias", "in_bipolar": True,
+                            "weight_bipolar": True}),
+    "xnor-2bit-out": (5, 11, {"pe": 5, "simd": 3, "out_bits": 2, "in_bipolar": True,
+                              "weight_bipolar": True}),
+    "binary-weights-int-in": (6, 11, {"pe": 2, "simd": 4, "in_bits": 3, "in_signed": True,
+                                      "out_bits": 1, "weight_bipolar": True}),
+    "binary-in-int-weights": (6, 11, {"pe": 3, "simd": 4, "weight_bits": 3, "out_bits": 1,
+                                      "in_bipolar": True}),
+    "binary-in-int-weights-logits": (4, 7, {"pe": 2, "simd": 3, "weight_bits": 4,
+                                            "mode": "bias", "in_bipolar": True}),
 }
 
 
@@ -49,7 +65,8 @@ def test_mvau_backpressure(case):
 
 
 @pytest.mark.parametrize("case", ["thresholds-unsigned", "bias-logits", "pe1-simd1", "nf1",
-                                  "sf-lt-steps", "sf1-nf1-bias", "sf1-bias-nf3", "wide-simd"])
+                                  "sf-lt-steps", "sf1-nf1-bias", "sf1-bias-nf3", "wide-simd",
+                                  "xnor-sign", "xnor-wide"])
 def test_mvau_throughput_latency(case):
     mh, mw, kw = CASES[case]
     layer = make_mvau(np.random.default_rng(5), mh, mw, **kw)
@@ -130,7 +147,7 @@ def test_mvau_random_sweep(seed):
         "in_bits": int(rng.integers(1, 5)), "in_signed": bool(rng.integers(2)),
         "weight_bits": int(rng.integers(2, 5)), "weight_signed": bool(rng.integers(2)),
         "out_bits": int(rng.integers(1, 5)), "out_signed": bool(rng.integers(2)),
-        "mode": mode,
+        "mode": mode, "in_bipolar": seed % 4 in (1, 2), "weight_bipolar": seed % 4 in (2, 3),
     }
     layer = make_mvau(rng, mh, mw, **kw)
     check(layer, frames=4, p_gap=0.25, p_stall=0.35, seed=seed)
