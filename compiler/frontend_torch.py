@@ -69,8 +69,9 @@ RESHAPE = _ops("flatten.using_ints", "view.default", "reshape.default", "_unsafe
                "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default")
 IDENTITY = _ops("clone.default", "contiguous.default", "alias.default", "detach.default",
                 "dropout.default", "lift_fresh_copy.default")
-SUPPORTED = ("hwgen.quant, hwgen.bipolar, aten.linear, aten.batch_norm (eval mode), aten.relu, aten.clamp, "
-             "aten.hardtanh, aten.add/sub/mul/div with a constant, aten.flatten/view/reshape")
+SUPPORTED = ("hwgen.quant, hwgen.bipolar, aten.linear, aten.batch_norm (eval mode), aten.relu, "
+             "aten.clamp, aten.hardtanh, aten.add/sub/mul/div with a constant, "
+             "aten.flatten/view/reshape")
 
 
 def _where(node) -> str:
