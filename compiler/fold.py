@@ -22,12 +22,14 @@ import copy
 import itertools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
 from .errors import FitError
-from .memory import block_rams, plan
+from .memory import block_rams, plan, spram_blocks
 
-__all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converters", "lower"]
+__all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converters", "lower",
+           "popcount_cells"]
 
 #: Logic cells kept free for the board top (UART, host link) and for routing.
 RESERVED_LC = 400
@@ -36,6 +38,8 @@ RESERVED_LC = 400
 #: MLP at several foldings (sign-magnitude products): pipeline flip-flops and carry chains
 #: cost cells of their own.
 CALIBRATION = 1.25
+#: The same for XNOR-popcount MVAUs, fitted on TFC-W1A1.
+CALIBRATION_XNOR = 1.25
 
 
 @dataclass(frozen=True)
@@ -44,12 +48,14 @@ class Budget:
 
     lut: int
     bram: int
+    spram: int = 0
 
     @classmethod
     def from_totals(cls, totals: dict, utilisation: float = 0.85) -> Budget:
         """A budget from a board's resource totals, keeping ``1 - utilisation`` of the logic
         free so that placement meets timing."""
-        return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]))
+        return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]),
+                   spram=int(totals.get("spram", 0)))
 
 
 def _mul_lc(wbits: int, ibits: int) -> float:
@@ -58,12 +64,39 @@ def _mul_lc(wbits: int, ibits: int) -> float:
     return 1.3 * wbits * ibits
 
 
+def popcount_cells(n: int) -> int:
+    """Logic cells of the pairwise adder tree summing ``n`` XNOR bits, as
+    :class:`hwgen.hw.mvau.MVAU` builds it: the first level (two XNORs and their 2-bit sum) is
+    one LUT per output bit, every later adder one cell per result bit (a carry chain)."""
+    cells, widths = 0, [1] * n
+    while len(widths) > 1:
+        nxt = []
+        for i in range(0, len(widths) - 1, 2):
+            hi = 2 ** widths[i] - 1 + 2 ** widths[i + 1] - 1
+            nxt.append(hi.bit_length())
+            cells += nxt[-1]
+        if len(widths) % 2:
+            nxt.append(widths[-1])
+        widths = nxt
+    return cells
+
+
 def estimate(layer) -> dict[str, float]:
-    """Estimated logic cells (``lut``) and block RAMs (``bram``) of ``layer`` as folded."""
+    """Estimated logic cells (``lut``), block RAMs (``bram``) and SPRAM blocks (``spram``) of
+    ``layer`` as folded."""
     mem = plan(layer)
     logic_mem = sum(m.bits / 5 if m.rom else 1.8 * m.bits for m in mem if m.style == "logic")
     bram = sum(m.ebr for m in mem)
-    if isinstance(layer, MVAU):
+    spram = sum(m.spram for m in mem)
+    if isinstance(layer, MVAU) and layer.xnor:
+        # No products: the XNORs merge into the first adder level.
+        tree = layer.pe * popcount_cells(layer.simd)
+        acc = layer.pe * layer.acc_bits * 2
+        act = layer.pe * (layer.threshold_bits + 4) if layer.thresholds is not None \
+            else layer.pe * layer.out_bits
+        control = 60 + 2 * layer.pe * layer.out_bits
+        lut = CALIBRATION_XNOR * (tree + acc + act + control)
+    elif isinstance(layer, MVAU):
         lanes = layer.pe * layer.simd
         prod_bits = layer.weight_bits + layer.in_bits
         tree = layer.pe * (layer.simd - 1) * (prod_bits + math.log2(max(layer.simd, 1)))
@@ -81,7 +114,7 @@ def estimate(layer) -> dict[str, float]:
         lut = 30
     else:
         lut = 0
-    return {"lut": lut + logic_mem, "bram": bram}
+    return {"lut": lut + logic_mem, "bram": bram, "spram": spram}
 
 
 def _candidates(n: int) -> list[int]:
@@ -90,26 +123,42 @@ def _candidates(n: int) -> list[int]:
     return sorted({math.ceil(n / folds) for folds in range(1, n + 1)})
 
 
-def _options(layer: MVAU, prev) -> list[tuple[int, float, int, int, int]]:
-    """(cycles, lut, bram, pe, simd) for every useful folding of ``layer``, counting the input
-    FIFO that :func:`insert_fifos` will put in front of it after layer ``prev``."""
+class _Option(NamedTuple):
+    cycles: int
+    lut: float
+    bram: int
+    spram: int
+    pe: int
+    simd: int
+    styles: dict
+
+
+def _options(layer: MVAU, prev, budget: Budget) -> list[_Option]:
+    """Every useful folding of ``layer``, counting the input FIFO that :func:`insert_fifos`
+    will put in front of it after layer ``prev``."""
     options = []
     for pe in _candidates(layer.mh):
         for simd in _candidates(layer.mw):
-            for styles in _STYLE_CHOICES if layer.thresholds is not None else _STYLE_CHOICES[:1]:
+            for styles in _style_choices(layer, budget):
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles = pe, simd, dict(styles)
                 cost = estimate(trial)
                 if prev is not None and trial.nf > 1:
                     fifo = estimate(_input_fifo(trial, prev))
                     cost = {k: cost[k] + fifo[k] for k in cost}
-                options.append((trial.cycles, cost["lut"], cost["bram"], pe, simd, styles))
+                options.append(_Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"],
+                                       pe, simd, styles))
     return options
 
 
-#: Memory placements folding tries besides the plan's default rule: thresholds in logic
-#: save a block RAM per PE lane where the tables are small.
-_STYLE_CHOICES = ({}, {"thresholds": "logic"})
+def _style_choices(layer: MVAU, budget: Budget) -> list[dict]:
+    """Memory placements folding tries besides the plan's default rule: thresholds in logic
+    save a block RAM per PE lane where the tables are small; an input buffer in flip-flops or
+    SPRAM frees the block RAMs it would take for weights."""
+    thresholds = [{}, {"thresholds": "logic"}] if layer.thresholds is not None else [{}]
+    buffers = [{}, {"input_buffer": "logic"}] + ([{"input_buffer": "spram"}] if budget.spram
+                                                  else [])
+    return [{**t, **b} for t in thresholds for b in buffers]
 
 
 def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
@@ -117,7 +166,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
 
     The objective is the fewest cycles per frame (the slowest layer), subject to the budget;
     among equals, the fewest logic cells. ``overrides`` maps layer names to ``{"pe": .,
-    "simd": .}`` and fixes those layers. Raises :class:`FitError` when even the most folded
+    "simd": .}`` (optionally ``"styles"``: memory purpose -> ``"block"``, ``"logic"`` or
+    ``"spram"``) and fixes those layers. Raises :class:`FitError` when even the most folded
     design exceeds the budget.
     """
     graph = copy.deepcopy(graph)
@@ -134,9 +184,16 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
             entry = overrides[layer.name]
             try:
                 layer.pe, layer.simd = int(entry.get("pe", 1)), int(entry.get("simd", 1))
+                layer.styles = {str(k): str(v) for k, v in entry.get("styles", {}).items()}
+                unknown_purpose = set(layer.styles) - {"weights", "input_buffer", "thresholds"}
+                if unknown_purpose:
+                    raise ValueError(f"unknown memories {sorted(unknown_purpose)}")
+                plan(layer)  # rejects unknown styles
             except (AttributeError, TypeError, ValueError) as exc:
                 raise FitError(f"folding for layer {layer.name!r} must look like "
-                               f'{{"pe": 4, "simd": 8}}, not {entry!r}') from exc
+                               f'{{"pe": 4, "simd": 8, "styles": {{"input_buffer": "logic"}}}} '
+                               f"(styles optional: weights, input_buffer, thresholds -> block, "
+                               f"logic or spram), not {entry!r}: {exc}") from exc
             try:
                 layer.check_folding()
             except ValueError as exc:
@@ -145,52 +202,77 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
             free.append(layer)
 
     fixed = [layer for layer in graph.layers if layer not in free]
-    fixed_lut = sum(estimate(layer)["lut"] for layer in fixed)
-    fixed_bram = sum(estimate(layer)["bram"] for layer in fixed)
-    fixed_cycles = max((layer.cycles for layer in fixed), default=1)
+    fixed_cost = _Option(max((layer.cycles for layer in fixed), default=1),
+                         sum(estimate(layer)["lut"] for layer in fixed),
+                         sum(estimate(layer)["bram"] for layer in fixed),
+                         sum(estimate(layer)["spram"] for layer in fixed), 0, 0, {})
     before = dict(zip([layer.name for layer in graph.layers[1:]], graph.layers, strict=False))
-    options = {layer.name: _options(layer, before.get(layer.name)) for layer in free}
-    # The block RAM price of a logic cell, so one scalar cost can rank options.
-    bram_weight = budget.lut / max(budget.bram, 1)
+    options = {layer.name: _options(layer, before.get(layer.name), budget) for layer in free}
 
-    def pick(target: int):
-        choice, lut, bram = {}, fixed_lut, fixed_bram
-        for layer in free:
-            fitting = [o for o in options[layer.name] if o[0] <= target]
-            if not fitting:
-                return None, math.inf, math.inf
-            best = min(fitting, key=lambda o: (o[1] + bram_weight * o[2], o[0]))
-            choice[layer.name] = best
-            lut += best[1]
-            bram += best[2]
-        return choice, lut, bram
+    def fits(total):
+        return total[0] <= budget.lut and total[1] <= budget.bram and total[2] <= budget.spram
 
-    targets = sorted({o[0] for opts in options.values() for o in opts} | {fixed_cycles})
-    targets = [t for t in targets if t >= fixed_cycles]
-    for target in targets:
-        choice, lut, bram = pick(target)
-        if lut <= budget.lut and bram <= budget.bram:
-            break
-    else:
-        choice, lut, bram = pick(targets[-1]) if targets else ({}, fixed_lut, fixed_bram)
-        if not overrides:
-            _raise_fit(graph, choice, budget, lut, bram)
-        # With folding fixed by hand, the estimate does not overrule the user: synthesis
-        # will say whether it fits.
+    targets = sorted({o.cycles for opts in options.values() for o in opts}
+                     | {fixed_cost.cycles})
+    targets = [t for t in targets if t >= fixed_cost.cycles]
+    # Fitting is monotonic in the target (a slower target allows every faster option), so
+    # a binary search finds the fastest target that fits.
+    lo, hi = 0, len(targets) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fits(_pick(free, options, targets[mid], fixed_cost, budget)[1]):
+            hi = mid
+        else:
+            lo = mid + 1
+    choice, total = _pick(free, options, targets[lo], fixed_cost, budget)
+    if not fits(total) and not overrides:
+        _raise_fit(graph, choice, budget, total)
+    # With folding fixed by hand, the estimate does not overrule the user: synthesis will
+    # say whether it fits.
     for layer in free:
-        layer.pe, layer.simd, styles = choice[layer.name][3:]
-        layer.styles = dict(styles)
+        option = choice[layer.name]
+        layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
     _fix_label_select(graph)
     return graph
 
 
-def _raise_fit(graph, choice, budget, lut, bram):
+def _pick(free, options, target: int, fixed: _Option, budget: Budget):
+    """The options at ``target`` cycles or fewer with the fewest logic cells whose block RAMs
+    and SPRAMs fit the budget (a small knapsack over those two counts), else the cheapest
+    overall: ``(choice by layer name, (lut, bram, spram))``."""
+    cap_b, cap_s = budget.bram + 1, budget.spram + 1  # every overflow counts as one state
+    states = {(min(fixed.bram, cap_b), min(fixed.spram, cap_s)): (fixed.lut, fixed, {})}
+    for layer in free:
+        best = {}  # the fewest logic cells per (bram, spram) among this layer's options
+        for o in options[layer.name]:
+            key = (o.bram, o.spram)
+            if o.cycles <= target and (key not in best or o.lut < best[key].lut):
+                best[key] = o
+        new = {}
+        for (b, sp), (lut, _, choice) in states.items():
+            for o in best.values():
+                key = (min(b + o.bram, cap_b), min(sp + o.spram, cap_s))
+                if key not in new or lut + o.lut < new[key][0]:
+                    new[key] = (lut + o.lut, o, {**choice, layer.name: o})
+        states = new
+    if not states:
+        return {}, (math.inf, math.inf, math.inf)
+    ok = [(lut, b, sp, choice) for (b, sp), (lut, _, choice) in states.items()
+          if b <= budget.bram and sp <= budget.spram]
+    lut, b, sp, choice = min(ok or [(lut, b, sp, choice) for (b, sp), (lut, _, choice)
+                                    in states.items()], key=lambda t: t[:3])
+    return choice, (lut, sum(o.bram for o in choice.values()) + fixed.bram,
+                    sum(o.spram for o in choice.values()) + fixed.spram)
+
+
+def _raise_fit(graph, choice, budget, total):
     for layer in graph.layers:
         if layer.name in choice:
-            layer.pe, layer.simd, styles = choice[layer.name][3:]
-            layer.styles = dict(styles)
+            option = choice[layer.name]
+            layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
     usage = ", ".join(f"{layer.name}: ~{estimate(layer)['lut']:.0f} LC, "
                       f"{estimate(layer)['bram']} BRAM" for layer in graph.compute_layers)
+    lut, bram, spram = total
     over = []
     if lut > budget.lut:
         over.append(f"logic cells: ~{lut:.0f} needed at the most folded setting, "
@@ -198,6 +280,8 @@ def _raise_fit(graph, choice, budget, lut, bram):
     if bram > budget.bram:
         over.append(f"block RAM: {bram} needed, {budget.bram} available "
                     f"(over by {bram - budget.bram})")
+    if spram > budget.spram:
+        over.append(f"SPRAM: {spram} needed, {budget.spram} available")
     raise FitError(f"the model does not fit the board even fully folded: {'; '.join(over)}. "
                    f"Per layer: {usage}. Use a smaller model, fewer bits, or a larger board.")
 
@@ -246,6 +330,10 @@ def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dat
     graph = fold(graph, budget, overrides)
     graph = insert_width_converters(graph)
     graph = insert_fifos(graph)
+    if spram_blocks(graph.layers) > budget.spram:
+        raise FitError(f"SPRAM: the folded design needs {spram_blocks(graph.layers)} blocks, "
+                       f"the board has {budget.spram}; put the input buffers in 'block' or "
+                       f"'logic' in the folding file")
     used = block_rams(graph.layers)
     if used > budget.bram:
         raise FitError(f"block RAM: the folded design needs {used}, the board has "

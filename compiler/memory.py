@@ -11,6 +11,10 @@ take (a ROM in logic costs about one LUT per 8 bits); a RAM (input buffers, FIFO
 holds at least :data:`RAM_BITS_PER_EBR` bits per block (in logic it costs a flip-flop per
 bit); anything over :data:`LOGIC_LIMIT_BITS` goes to block RAM. A layer's ``styles`` (set by
 the folding pass when block RAM runs short) overrides the rule per purpose.
+
+A third style, ``"spram"``, puts a RAM into the UP5K's single-port 16Kx16 SPRAM blocks
+(:class:`hwgen.hw.spram.SPRAM`, ``ceil(width / 16)`` blocks side by side). SPRAM has no initial
+contents, so only RAMs that are written before they are read (input buffers) may go there.
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from dataclasses import dataclass
 
 from .dataflow import FIFO, MVAU
 
-__all__ = ["EBR_CONFIGS", "MemorySpec", "block_rams", "ebr_count", "plan"]
+__all__ = ["EBR_CONFIGS", "MemorySpec", "block_rams", "ebr_count", "plan", "spram_blocks"]
 
 #: (width, depth) configurations of one 4 Kbit iCE40 block RAM.
 EBR_CONFIGS = ((16, 256), (8, 512), (4, 1024), (2, 2048))
 EBR_BITS = 4096
+#: Shape of one iCE40 UP5K SPRAM block.
+SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384
+STYLES = ("block", "logic", "spram")
 #: Memories larger than this always go to block RAM.
 LOGIC_LIMIT_BITS = 4096
 #: A RAM goes to block RAM when it holds at least this many bits per block it would take.
@@ -34,8 +41,8 @@ RAM_BITS_PER_EBR = 192
 @dataclass(frozen=True)
 class MemorySpec:
     """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``),
-    ``width`` bits per word, ``depth`` words, ``style`` (``block`` or ``logic``), ``rom``
-    (contents fixed at configuration)."""
+    ``width`` bits per word, ``depth`` words, ``style`` (``block``, ``logic`` or ``spram``),
+    ``rom`` (contents fixed at configuration)."""
 
     layer: str
     purpose: str
@@ -52,6 +59,13 @@ class MemorySpec:
     def ebr(self) -> int:
         """Block RAMs this memory occupies (0 in logic)."""
         return ebr_count(self.width, self.depth) if self.style == "block" else 0
+
+    @property
+    def spram(self) -> int:
+        """SPRAM blocks this memory occupies."""
+        if self.style != "spram":
+            return 0
+        return math.ceil(self.width / SPRAM_WIDTH) * math.ceil(self.depth / SPRAM_DEPTH)
 
     @property
     def attrs(self) -> dict[str, str]:
@@ -77,9 +91,12 @@ def _style(width: int, depth: int, rom: bool) -> str:
 
 def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
     style = layer.styles.get(purpose.split("[")[0]) or _style(width, depth, rom)
-    if style not in ("block", "logic"):
+    if style not in STYLES:
         raise ValueError(f"{layer.name}: memory style {style!r} for {purpose} must be "
-                         f"'block' or 'logic'")
+                         f"'block', 'logic' or 'spram'")
+    if style == "spram" and rom:
+        raise ValueError(f"{layer.name}: {purpose} has fixed contents, but SPRAM cannot be "
+                         f"initialised; put it in 'block' or 'logic'")
     return MemorySpec(layer.name, purpose, width, depth, rom, style)
 
 
@@ -105,3 +122,8 @@ def plan(layer) -> list[MemorySpec]:
 def block_rams(layers) -> int:
     """Total block RAMs the plan uses."""
     return sum(spec.ebr for layer in layers for spec in plan(layer))
+
+
+def spram_blocks(layers) -> int:
+    """Total SPRAM blocks the plan uses."""
+    return sum(spec.spram for layer in layers for spec in plan(layer))

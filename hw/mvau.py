@@ -35,6 +35,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.compiler import dataflow, memory
 from hwgen.compiler.dataflow import bits_for_range
 
+from .spram import SPRAM
 from .stream import OutputBuffer, beat_signature, check_layer, lane, rejecting
 
 __all__ = ["MVAU", "memory_shapes", "threshold_heap"]
@@ -157,7 +158,8 @@ class MVAU(wiring.Component):
 
     Memories (see :attr:`memory_shapes`): weights ``pe*simd*weight_bits`` x ``nf*sf`` (word
     ``n*sf + s``; narrow signed weights as sign and magnitude, see the module docstring); an
-    input buffer ``simd*in_bits`` x ``sf`` when ``nf > 1``; with thresholds,
+    input buffer ``simd*in_bits`` x ``sf`` when ``nf > 1`` (a block RAM, flip-flops, or
+    :class:`~hwgen.hw.spram.SPRAM` as the plan says); with thresholds,
     one memory per PE lane of ``threshold_bits`` x ``nf * 2**out_bits`` (heap order, address
     ``n * 2**out_bits + node``); lanes search different nodes, so they cannot share one port.
     """
@@ -195,8 +197,11 @@ class MVAU(wiring.Component):
 
         mems = {}
         for purpose, width, depth, init, attrs in self._plan:
-            mems[purpose] = Memory(shape=unsigned(width), depth=depth, init=init or [],
-                                   attrs=attrs)
+            if attrs["ram_style"] == "spram":
+                mems[purpose] = SPRAM(width, depth)
+            else:
+                mems[purpose] = Memory(shape=unsigned(width), depth=depth, init=init or [],
+                                       attrs=attrs)
             m.submodules[purpose.replace("[", "_").replace("]", "")] = mems[purpose]
 
         m.submodules.obuf = obuf = OutputBuffer(pe * ob)
@@ -228,7 +233,13 @@ class MVAU(wiring.Component):
             m.d.sync += [v1.eq(fire & mac), first1.eq(s == 0), last1.eq(s == sf - 1),
                          fold1.eq(n), xs1.eq(self.i.payload), stream1.eq(n == 0)]
         x = xs1
-        if nf > 1:
+        if nf > 1 and isinstance(mems["input_buffer"], SPRAM):
+            # Single port: fold 0 writes (and reads nothing it needs), later folds read.
+            buf = mems["input_buffer"]
+            m.d.comb += [buf.addr.eq(s), buf.wdata.eq(self.i.payload),
+                         buf.we.eq(fire & need_in), buf.re.eq(adv)]
+            x = Mux(stream1, xs1, buf.rdata)
+        elif nf > 1:
             bw = mems["input_buffer"].write_port()
             br = mems["input_buffer"].read_port()
             m.d.comb += [bw.addr.eq(s), bw.data.eq(self.i.payload), bw.en.eq(fire & need_in),

@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from hwgen.compiler import dataflow
 
 from . import fifo, label_select, mvau, width_converter
+from .spram import PRIMITIVES
 from .stream import check_framing, framed_signature, rejecting
 
 __all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "verilog"]
@@ -209,7 +210,8 @@ def verilog(graph, name: str = "top") -> str:
     saved = os.environ.get("AMARANTH_USE_YOSYS")
     os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     try:
-        return _verilog.convert(Accelerator(graph), name=name, emit_src=False)
+        return _verilog.convert(Accelerator(graph), name=name, platform=PRIMITIVES,
+                                emit_src=False)
     finally:
         if saved is None:
             del os.environ["AMARANTH_USE_YOSYS"]

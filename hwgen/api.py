@@ -187,7 +187,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
 def _build(model, options, board, out, stages, report):
     from hwgen import compiler
     from hwgen.compiler.fold import Budget, lower
-    from hwgen.compiler.memory import block_rams, plan
+    from hwgen.compiler.memory import block_rams, plan, spram_blocks
     from hwgen.sim import golden, reference
 
     with stages("compile", f"reading {model} and streamlining to integer layers"):
@@ -221,7 +221,8 @@ def _build(model, options, board, out, stages, report):
     report["layers"] = [_layer_report(layer, plan) for layer in graph.layers]
     report["cycles_per_frame"] = graph.cycles_per_frame
     report["agreement"] = agreement
-    report["memory_plan"] = {"bram": block_rams(graph.layers)}
+    report["memory_plan"] = {"bram": block_rams(graph.layers),
+                             "spram": spram_blocks(graph.layers)}
     accuracy = {}
     if options.labels is not None:
         labels = _load_npy(Path(options.labels), "--labels").reshape(-1)
@@ -376,7 +377,7 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
 
 def _board_report(report, result, graph, board, out, stages):
     from hwgen.boards.build import bram_cells
-    from hwgen.compiler.memory import block_rams
+    from hwgen.compiler.memory import block_rams, spram_blocks
     report["resources"] = {k: {"used": result.resources.get(k), "total": result.totals.get(k)}
                            for k in ("lut", "ff", "bram", "dsp", "spram")}
     report["clock_mhz"] = result.clock_mhz
@@ -388,6 +389,13 @@ def _board_report(report, result, graph, board, out, stages):
     stages.wall_s.update({f"bitstream.{k}": v for k, v in result.wall_s.items()})
     planned, synthesized = block_rams(graph.layers), bram_cells(result)
     report["memory_plan"]["bram_synthesized"] = synthesized
+    spram_planned, spram_placed = spram_blocks(graph.layers), result.resources.get("spram")
+    report["memory_plan"]["spram_placed"] = spram_placed
+    if spram_placed != spram_planned:
+        shutil.rmtree(out / "board", ignore_errors=True)
+        raise VerificationError(f"the placed design uses {spram_placed} SPRAM blocks but the "
+                                f"memory plan has {spram_planned}. This is a bug in hwgen; "
+                                f"please report it with the model.")
     if synthesized != planned:
         shutil.rmtree(out / "board", ignore_errors=True)
         raise VerificationError(f"the synthesized design uses {synthesized} block RAMs but the "

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.compiler.errors import HwgenError, VerificationError
+from hwgen.sim import primitives
 
 __all__ = [
     "SimBuild",
@@ -271,6 +272,7 @@ def build(
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top must be a Verilog module name, not {top!r}")
     harness = _harness_text(top, in_width, out_width)
+    verilog = verilog + primitives.models(verilog)
     digest = hashlib.sha256()
     for part in (verilog, harness, " ".join(BUILD_ARGS), _tool_versions()):
         digest.update(part.encode())
