@@ -24,7 +24,15 @@ from dataclasses import dataclass
 
 from .dataflow import FIFO, MVAU
 
-__all__ = ["EBR_CONFIGS", "MemorySpec", "block_rams", "ebr_count", "plan", "spram_blocks"]
+__all__ = [
+    "EBR_CONFIGS",
+    "MemorySpec",
+    "bandwidth_bound",
+    "block_rams",
+    "ebr_count",
+    "plan",
+    "spram_blocks",
+]
 
 #: (width, depth) configurations of one 4 Kbit iCE40 block RAM.
 EBR_CONFIGS = ((16, 256), (8, 512), (4, 1024), (2, 2048))
@@ -127,3 +135,29 @@ def block_rams(layers) -> int:
 def spram_blocks(layers) -> int:
     """Total SPRAM blocks the plan uses."""
     return sum(spec.spram for layer in layers for spec in plan(layer))
+
+
+def bandwidth_bound(layers, totals: dict) -> dict:
+    """The memory-bandwidth bound on cycles per frame of a design that reads its weights from
+    memory: every weight bit of the model must be read once per frame, and the weight stores
+    deliver at most ``bits_per_cycle`` bits per cycle, so
+
+        bound_cycles_per_frame = ceil(weight_bits / bits_per_cycle)
+
+    ``weight_bits`` is ``sum(mh * mw * weight_bits)`` over the MVAUs (padding excluded);
+    ``bits_per_cycle`` counts every weight store: all of the board's block RAMs at 16 bits per
+    cycle each (iCE40 EBR's widest port; the design may not use them all, the bound assumes it
+    could), plus the word width of every weight memory in logic (it delivers a word per cycle).
+    Weights in SPRAM would add 16 bits per block; hwgen puts none there (SPRAM cannot be
+    preloaded)."""
+    from .dataflow import MVAU
+
+    mvaus = [layer for layer in layers if isinstance(layer, MVAU)]
+    weight_bits = sum(layer.mh * layer.mw * layer.weight_bits for layer in mvaus)
+    bram_bits = int(totals.get("bram", 0)) * EBR_CONFIGS[0][0]
+    logic_bits = sum(spec.width for layer in mvaus for spec in plan(layer)
+                     if spec.purpose == "weights" and spec.style == "logic")
+    per_cycle = bram_bits + logic_bits
+    return {"weight_bits": weight_bits, "bits_per_cycle": per_cycle,
+            "bram_bits_per_cycle": bram_bits, "logic_bits_per_cycle": logic_bits,
+            "cycles": math.ceil(weight_bits / per_cycle) if per_cycle else None}

@@ -15,6 +15,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .stream import rejecting
+
 __all__ = ["PRIMITIVES", "SPRAM", "Primitives"]
 
 WIDTH, DEPTH = 16, 16384
@@ -47,10 +49,11 @@ class SPRAM(wiring.Component):
     """
 
     def __init__(self, width: int, depth: int):
-        if not isinstance(width, int) or width < 1:
-            raise ValueError(f"SPRAM: width={width!r} must be a positive integer")
-        if not isinstance(depth, int) or not 1 <= depth <= DEPTH:
-            raise ValueError(f"SPRAM: depth={depth!r} must be an integer in 1..{DEPTH}")
+        with rejecting(self):
+            if not isinstance(width, int) or width < 1:
+                raise ValueError(f"SPRAM: width={width!r} must be a positive integer")
+            if not isinstance(depth, int) or not 1 <= depth <= DEPTH:
+                raise ValueError(f"SPRAM: depth={depth!r} must be an integer in 1..{DEPTH}")
         self.width, self.depth = width, depth
         super().__init__({
             "addr": In(range(depth)), "wdata": In(width), "we": In(1), "re": In(1),

@@ -187,7 +187,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
 def _build(model, options, board, out, stages, report):
     from hwgen import compiler
     from hwgen.compiler.fold import Budget, lower
-    from hwgen.compiler.memory import block_rams, plan, spram_blocks
+    from hwgen.compiler.memory import bandwidth_bound, block_rams, plan, spram_blocks
     from hwgen.sim import golden, reference
 
     with stages("compile", f"reading {model} and streamlining to integer layers"):
@@ -220,6 +220,11 @@ def _build(model, options, board, out, stages, report):
 
     report["layers"] = [_layer_report(layer, plan) for layer in graph.layers]
     report["cycles_per_frame"] = graph.cycles_per_frame
+    bound = bandwidth_bound(graph.layers, board.totals)
+    report["bandwidth_bound"] = bound
+    report["bound_cycles_per_frame"] = bound["cycles"]
+    report["bound_ratio"] = (round(graph.cycles_per_frame / bound["cycles"], 3)
+                             if bound["cycles"] else None)
     report["agreement"] = agreement
     report["memory_plan"] = {"bram": block_rams(graph.layers),
                              "spram": spram_blocks(graph.layers)}
@@ -422,8 +427,11 @@ def _layer_report(layer, plan) -> dict:
              "memories": [{"purpose": m.purpose, "width": m.width, "depth": m.depth,
                            "style": m.style, "bram": m.ebr} for m in plan(layer)]}
     if kind == "MVAU":
+        entry["in"]["binary"], entry["out"]["binary"] = layer.in_bipolar, layer.out_bipolar
         entry.update({"shape": [layer.mh, layer.mw], "pe": layer.pe, "simd": layer.simd,
                       "nf": layer.nf, "sf": layer.sf, "weight_bits": layer.weight_bits,
+                      "mode": "xnor-popcount" if layer.xnor else "mac",
+                      "binary_weights": layer.weight_bipolar,
                       "acc_bits": layer.acc_bits, "activation": "thresholds"
                       if layer.thresholds is not None else "bias",
                       "threshold_bits": layer.threshold_bits})

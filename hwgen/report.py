@@ -68,6 +68,11 @@ def summary(report: dict) -> str:
                      f"{ver['cycles_per_frame_formula']} by formula; latency "
                      f"{report.get('latency_cycles')} cycles measured, "
                      f"{ver.get('latency_cycles_formula')} by model")
+    if report.get("bound_cycles_per_frame"):
+        bound = report["bandwidth_bound"]
+        lines.append(f"  weight bandwidth bound: {report['bound_cycles_per_frame']} cycles/frame "
+                     f"({bound['weight_bits']:,} weight bits / {bound['bits_per_cycle']} bits "
+                     f"per cycle); this design is at {report['bound_ratio']:.2f}x the bound")
     agr = report.get("agreement")
     if agr:
         lines.append(f"  PyTorch vs golden: {agr['hidden_mismatches']} hidden, "
@@ -95,6 +100,10 @@ def summary(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _kind(stream: dict) -> str:
+    return "b" if stream.get("binary") else "s" if stream["signed"] else "u"
+
+
 def markdown(report: dict) -> str:
     """``report.md``: the summary, then the per-layer table."""
     parts = [f"# hwgen build: {Path(str(report.get('model'))).name} on {report.get('board')}",
@@ -112,13 +121,18 @@ def markdown(report: dict) -> str:
             shape = "x".join(map(str, layer.get("shape", []))) or f"{layer['in']['n']}"
             parts.append(
                 f"| {layer['name']} | {layer['type']} | {shape} | "
-                f"{layer['in']['bits']}{'s' if layer['in']['signed'] else 'u'} | "
-                f"{layer['out']['bits']}{'s' if layer['out']['signed'] else 'u'} | "
+                f"{layer['in']['bits']}{_kind(layer['in'])} | "
+                f"{layer['out']['bits']}{_kind(layer['out'])} | "
                 f"{layer.get('pe', '-')} | {layer.get('simd', '-')} | {layer['cycles']} | "
                 f"{layer.get('acc_bits', '-')} | {mems} |")
         parts.append("")
     parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
-              "(`nf * max(sf, steps)` for an MVAU); the slowest layer sets the accelerator's "
+              "(`nf * max(sf, steps)` for an MVAU); bits are `u`nsigned, `s`igned or `b`inary "
+              "(1 meaning +1, 0 meaning -1); the slowest layer sets the accelerator's "
               "cycles per frame, which the simulation must measure exactly. `fps` is at the "
-              "clock the bitstream runs at, `fps_at_fmax` at the fmax nextpnr reports.", ""]
+              "clock the bitstream runs at, `fps_at_fmax` at the fmax nextpnr reports. The weight "
+              "bandwidth bound is `ceil(weight bits / bits per cycle)`, the bits per cycle "
+              "counting every block RAM of the board at 16 bits plus every weight memory in "
+              "logic at its width: no design that reads its weights from these stores once "
+              "per frame can be faster (docs/binarized.md).", ""]
     return "\n".join(parts)

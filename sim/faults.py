@@ -22,7 +22,10 @@ FAULTS = ("weight", "threshold")
 
 
 def _layer_inputs(graph: Dataflow, x_int: np.ndarray, golden_layers: list) -> list:
-    return [np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1), *golden_layers[:-1]]
+    """Each layer's input values (binary inputs as -1/+1)."""
+    streams = [np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1), *golden_layers[:-1]]
+    return [2 * x - 1 if getattr(layer, "in_bipolar", False) else x
+            for x, layer in zip(streams, graph.layers, strict=True)]
 
 
 def inject(graph: Dataflow, kind: str, x_int: np.ndarray,
@@ -46,6 +49,8 @@ def inject(graph: Dataflow, kind: str, x_int: np.ndarray,
         if layer.weight_signed and word >> bit:
             word -= 1 << layer.weight_bits
         old = int(layer.weights[c, j])
+        if layer.weight_bipolar:  # the stored bit flips: +1 <-> -1
+            word = -old
         layer.weights[c, j] = word
         return faulty, (f"layer {layer.name}: weight [{c}, {j}] bit {bit} flipped "
                         f"({old} -> {word})")

@@ -45,6 +45,7 @@ def test_example_builds_to_verified_bitstream(tmp_path):
     assert bitstream.exists() and bitstream.stat().st_size > 100_000
     assert list(out.rglob("*.bin")) == [bitstream]
     assert report["memory_plan"]["bram_synthesized"] == report["memory_plan"]["bram"]
+    assert report["memory_plan"]["spram_placed"] == report["memory_plan"]["spram"]
     assert np.array_equal(np.load(out / "simulated_backpressure.npy"),
                           np.load(out / "golden.npy"))
     res = report["resources"]
@@ -83,3 +84,53 @@ def test_corrupted_hardware_fails_verification(tmp_path, fault, words, options):
     assert report["agreement"]["logit_mismatches"] == 0
     assert not list(out.rglob("*.bin"))
     assert "bitstream" not in report
+
+
+TFC = ROOT / "examples" / "tfc_w1a1_mnist.pt"
+MNIST_X = ROOT / "examples" / "mnist_test_x.npy"
+MNIST_Y = ROOT / "examples" / "mnist_test_y.npy"
+
+
+@pytest.mark.slow
+@pytest.mark.board
+def test_binarized_example_at_the_bandwidth_bound(tmp_path):
+    """TFC-W1A1: XNOR-popcount layers, all 1000 test images bit-exact with and without
+    back-pressure, a bitstream that fits the UP5K, and the weight bandwidth bound reported."""
+    out = tmp_path / "build"
+    run = hwgen("build", TFC, "--board", "icebreaker", "--out", out, "--inputs", MNIST_X,
+                "--labels", MNIST_Y)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    ver = report["verification"]
+    assert ver["vectors"] == 1000 and ver["mismatches"] == 0 and ver["backpressure"]
+    assert ver["cycles_per_frame_measured"] == ver["cycles_per_frame_formula"]
+    agr = report["agreement"]
+    assert agr["hidden_mismatches"] == 0 and agr["logit_mismatches"] == 0
+    expected = json.loads(TFC.with_suffix(".json").read_text())["test_accuracy"]
+    assert report["accuracy"]["golden"] == pytest.approx(expected, abs=1e-9)
+    bound = report["bandwidth_bound"]
+    assert bound["weight_bits"] == 784 * 64 + 2 * 64 * 64 + 64 * 10
+    assert report["bound_cycles_per_frame"] == -(-bound["weight_bits"] // bound["bits_per_cycle"])
+    assert report["bound_ratio"] == pytest.approx(
+        report["cycles_per_frame"] / report["bound_cycles_per_frame"], abs=1e-3)
+    assert report["cycles_per_frame"] <= 250
+    assert all(layer["mode"] == "xnor-popcount" for layer in report["layers"]
+               if layer["type"] == "MVAU")
+    assert report["memory_plan"]["bram_synthesized"] == report["memory_plan"]["bram"]
+    assert report["memory_plan"]["spram_placed"] == report["memory_plan"]["spram"]
+    assert Path(report["bitstream"]).exists()
+    assert "weight bandwidth bound" in run.stdout
+
+
+@pytest.mark.slow
+def test_corrupted_binary_weight_fails_verification(tmp_path):
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(MNIST_X)[:100])
+    out = tmp_path / "build"
+    run = hwgen("build", TFC, "--out", out, "--inputs", x, "--inject-fault", "weight",
+                "--no-bitstream", "--no-backpressure")
+    assert run.returncode == 1, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["mismatches"] > 0
+    assert "(1 -> -1)" in report["fault_injected"] or "(-1 -> 1)" in report["fault_injected"]
+    assert report["agreement"]["logit_mismatches"] == 0

@@ -7,8 +7,8 @@ import pytest
 
 from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, InputQuant, WidthConverter
 from hwgen.compiler.errors import FitError
-from hwgen.compiler.fold import Budget, estimate, fold, lower
-from hwgen.compiler.memory import block_rams, ebr_count, plan
+from hwgen.compiler.fold import Budget, estimate, fold, lower, popcount_cells
+from hwgen.compiler.memory import block_rams, ebr_count, plan, spram_blocks
 from hwgen.sim import golden
 
 UP5K = {"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4}
@@ -110,3 +110,52 @@ def test_memory_plan_styles():
     assert mems["weights"].style == "block" and mems["weights"].ebr == 8
     assert [mems[f"thresholds[{j}]"].depth for j in range(4)] == [16 * 16] * 4
     assert mems["input_buffer"].style == "logic"  # 8 words of 32 bits: not worth 2 EBRs
+
+
+def test_override_styles():
+    rng = np.random.default_rng(3)
+    graph = fold(mlp(rng), Budget.from_totals(UP5K),
+                 {"fc0": {"pe": 4, "simd": 8, "styles": {"input_buffer": "spram"}}})
+    assert [m.style for m in plan(graph.layer("fc0")) if m.purpose == "input_buffer"] == \
+        ["spram"]
+    with pytest.raises(FitError, match="'fast'"):
+        fold(mlp(rng), Budget.from_totals(UP5K),
+             {"fc0": {"pe": 4, "simd": 8, "styles": {"input_buffer": "fast"}}})
+    with pytest.raises(FitError, match="cannot be initialised"):
+        fold(mlp(rng), Budget.from_totals(UP5K),
+             {"fc0": {"pe": 4, "simd": 8, "styles": {"weights": "spram"}}})
+    with pytest.raises(FitError, match="unknown memories"):
+        fold(mlp(rng), Budget.from_totals(UP5K), {"fc0": {"pe": 4, "styles": {"wieghts": "x"}}})
+
+
+def binary_mlp(rng, sizes=(784, 64, 64, 64, 10)):
+    layers = []
+    for i, (n, o) in enumerate(itertools.pairwise(sizes)):
+        last = i == len(sizes) - 2
+        layers.append(MVAU(f"fc{i}", rng.choice([-1, 1], (o, n)), 1, False, 1, True,
+                           n.bit_length() + 1, n.bit_length() + 1 if last else 1, last,
+                           thresholds=None if last else np.zeros((o, 1)),
+                           in_bipolar=True, weight_bipolar=True, out_bipolar=not last))
+    return Dataflow("tfc", InputQuant((sizes[0],), 1, False, False, 1.0, bipolar=True,
+                                      threshold=128.0), layers)
+
+
+def test_spram_input_buffer_when_block_ram_binds():
+    """TFC on the UP5K: block RAM bandwidth binds, so folding moves an input buffer to SPRAM
+    and never plans more SPRAM or block RAM than the board has; without SPRAM it is slower."""
+    graph = lower(binary_mlp(np.random.default_rng(0)), Budget.from_totals(UP5K))
+    styles = [m.style for layer in graph.layers for m in plan(layer)]
+    assert "spram" in styles
+    assert block_rams(graph.layers) <= 30 and spram_blocks(graph.layers) <= 4
+    assert graph.cycles_per_frame <= 135
+    no_spram = lower(binary_mlp(np.random.default_rng(0)),
+                     Budget.from_totals({**UP5K, "spram": 0}))
+    assert "spram" not in [m.style for layer in no_spram.layers for m in plan(layer)]
+    assert no_spram.cycles_per_frame > graph.cycles_per_frame
+
+
+def test_popcount_cells():
+    assert popcount_cells(1) == 0
+    assert popcount_cells(2) == 2          # one 2-bit sum
+    assert popcount_cells(4) == 2 * 2 + 3  # two 2-bit sums, one 3-bit
+    assert popcount_cells(49) < 4 * 49
