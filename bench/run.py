@@ -34,9 +34,15 @@ def digits_all():
     return data.data.astype(np.float32), data.target.astype(np.int64)
 
 
+def mnist_test():
+    return (np.load(ROOT / "examples" / "mnist_test_x.npy").astype(np.float32),
+            np.load(ROOT / "examples" / "mnist_test_y.npy"))
+
+
 #: name -> (model file, vectors, labels)
 EXAMPLES = {
     "digits_mlp_w4a4": ("examples/digits_mlp_w4a4.pt", digits_all),
+    "tfc_w1a1_mnist": ("examples/tfc_w1a1_mnist.pt", mnist_test),
 }
 BOARDS = ["icebreaker"]
 
@@ -80,8 +86,15 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
     ver = warm["verification"]
     sim_wall = sum(p["wall_s"] for p in ver["phases"].values())
     sim_cycles = sum(p["cycles"] for p in ver["phases"].values())
+    xnor_lanes = sum(layer["pe"] * layer["simd"] for layer in warm["layers"]
+                     if layer.get("mode") == "xnor-popcount")
     return {
         "example": name, "board": board, "device": warm["device"],
+        "bound_cycles_per_frame": warm["bound_cycles_per_frame"],
+        "bound_ratio": warm["bound_ratio"], "bandwidth_bound": warm["bandwidth_bound"],
+        "xnor_lanes": xnor_lanes,
+        "lc_per_xnor_lane": (round(warm["resources"]["lut"]["used"] / xnor_lanes, 2)
+                             if xnor_lanes else None),
         "resources": warm["resources"], "fmax_mhz": warm["fmax_mhz"],
         "clock_mhz": warm["clock_mhz"], "cycles_per_frame": warm["cycles_per_frame"],
         "latency_cycles": warm["latency_cycles"], "fps": warm["fps"],
@@ -109,20 +122,38 @@ def markdown(results: dict) -> str:
              "the cycles); mismatches count every output integer of both runs.", "",
              "Accuracy is over every vector verified: for the digits all 1797, 1437 of which "
              "the model was trained on; its accuracy on the 360 held-out digits alone is in "
-             "`examples/digits_mlp_w4a4.json`. Both runs of a build happen in one process, so "
-             "the first also pays Python's imports.", "",
-             "| example | board | LC | FF | BRAM | DSP | fmax MHz | clock MHz | cycles/frame | "
-             "latency cycles | frames/s | frames/s at fmax | accuracy | mismatches |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "`examples/digits_mlp_w4a4.json`. TFC-W1A1 is verified on its 1000 held-out "
+             "MNIST test images (none of them trained on). Both runs of a build happen in one "
+             "process, so the first also pays Python's imports.", "",
+             "| example | board | LC | FF | BRAM | SPRAM | DSP | fmax MHz | clock MHz | "
+             "cycles/frame | bound | ratio | latency cycles | frames/s | frames/s at fmax | "
+             "accuracy | mismatches |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
         res = r["resources"]
         acc = f"{r['accuracy']['golden'] * 100:.2f}%" if r["accuracy"] else "-"
         lines.append(
             f"| {r['example']} | {r['board']} | {res['lut']['used']}/{res['lut']['total']} | "
             f"{res['ff']['used']} | {res['bram']['used']}/{res['bram']['total']} | "
+            f"{res['spram']['used']}/{res['spram']['total']} | "
             f"{res['dsp']['used']} | {r['fmax_mhz']:.1f} | {r['clock_mhz']:.0f} | "
-            f"{r['cycles_per_frame']} | {r['latency_cycles']} | {r['fps']:,.0f} | "
+            f"{r['cycles_per_frame']} | {r['bound_cycles_per_frame']} | "
+            f"{r['bound_ratio']:.2f}x | {r['latency_cycles']} | {r['fps']:,.0f} | "
             f"{r['fps_at_fmax']:,.0f} | {acc} | {r['mismatches']} / {r['vectors']} x2 |")
+    lines += ["", "*bound* is the weight-bandwidth bound on cycles per frame, `ceil(weight bits "
+              "/ bits per cycle)` with 16 bits per cycle from each of the board's block RAMs "
+              "plus the word width of every weight memory in logic "
+              "([docs/binarized.md](../docs/binarized.md)); *ratio* is cycles/frame over it."]
+    binary = [r for r in results["rows"] if r.get("xnor_lanes")]
+    if binary:
+        lines += ["", "## Binarized layers", "",
+                  "| example | board | XNOR lanes (PE x SIMD, all layers) | LC per XNOR lane "
+                  "(all logic cells of the design) | binary MACs per second at the clock |",
+                  "|---|---|---|---|---|"]
+        for r in binary:
+            lines.append(f"| {r['example']} | {r['board']} | {r['xnor_lanes']} | "
+                         f"{r['lc_per_xnor_lane']:.2f} | "
+                         f"{r['bandwidth_bound']['weight_bits'] * r['fps'] / 1e9:.2f} G |")
     lines += ["", "## Wall time (seconds)", "",
               "| example | board | stage | first run | warm run |", "|---|---|---|---|---|"]
     for r in results["rows"]:
