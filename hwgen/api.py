@@ -203,8 +203,10 @@ def _build(model, options, board, out, stages, report):
                                      f'It must be JSON like {{"fc0": {{"pe": 4, "simd": 8}}}}.'
                                      ) from None
         graph = lower(graph, Budget.from_totals(board.totals), overrides)
+        # Fed back through --fold, this reproduces the build's folding and memory placement.
         (out / "folding.json").write_text(json.dumps(
-            {layer.name: {"pe": layer.pe, "simd": layer.simd}
+            {layer.name: {"pe": layer.pe, "simd": layer.simd,
+                          **({"styles": layer.styles} if layer.styles else {})}
              for layer in graph.layers if hasattr(layer, "pe")}, indent=2) + "\n")
 
     with stages("golden", "golden model and PyTorch reference"):
