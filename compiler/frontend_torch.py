@@ -402,7 +402,7 @@ def _linear(node, consts, qinfo) -> ir.Linear:
     if weight not in qinfo:
         raise QuantizationError(f"the weights of linear node '{node.name}'{_where(node)} are "
                                 f"not quantized (they do not come from a hwgen.quant node); use "
-                                f"hwgen.nn.QuantLinear.")
+                                f"hwgen.nn.QuantLinear or hwgen.nn.BinaryLinear.")
     scale, zero_point, bits, signed, narrow, bipolar = qinfo[weight]
     scale = _scalar(scale, "the weight scale", weight)
     _check_zero_point(_scalar(zero_point, "the weight zero point", weight), weight)
