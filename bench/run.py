@@ -112,6 +112,10 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
     }
 
 
+def _ratio(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
 def markdown(results: dict) -> str:
     lines = ["# hwgen benchmark", "",
              f"Commit `{results['commit']}`, {results['date']}, on {results['machine']}.", "",
@@ -138,7 +142,7 @@ def markdown(results: dict) -> str:
             f"{res['spram']['used']}/{res['spram']['total']} | "
             f"{res['dsp']['used']} | {r['fmax_mhz']:.1f} | {r['clock_mhz']:.0f} | "
             f"{r['cycles_per_frame']} | {r['bound_cycles_per_frame']} | "
-            f"{r['bound_ratio']:.2f}x | {r['latency_cycles']} | {r['fps']:,.0f} | "
+            f"{_ratio(r['bound_ratio'])} | {r['latency_cycles']} | {r['fps']:,.0f} | "
             f"{r['fps_at_fmax']:,.0f} | {acc} | {r['mismatches']} / {r['vectors']} x2 |")
     lines += ["", "*bound* is the weight-bandwidth bound on cycles per frame, `ceil(weight bits "
               "/ bits per cycle)` with 16 bits per cycle from each of the board's block RAMs "

@@ -68,8 +68,9 @@ class InputQuant:
     threshold: float = 0.0
 
     @property
-    def range(self) -> tuple[int, int]:
-        """The smallest and largest integer the accelerator receives (bits for ``bipolar``)."""
+    def stream_range(self) -> tuple[int, int]:
+        """The smallest and largest integer the accelerator receives (for ``bipolar``, the
+        bits 0 and 1; :attr:`hwgen.compiler.ir.Quant.range` is the values -1 and +1)."""
         if self.bipolar:
             return 0, 1
         return int_range(self.bits, self.signed, self.narrow)

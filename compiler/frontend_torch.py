@@ -379,8 +379,8 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
 
     if not nodes or not isinstance(nodes[0], ir.Quant):
         raise QuantizationError("the model input is not quantized first; put a "
-                                "hwgen.nn.QuantIdentity on the input so the accelerator gets "
-                                "integers.")
+                                "hwgen.nn.QuantIdentity (or BinaryInput) on the input so the "
+                                "accelerator gets integers.")
     if not any(isinstance(n, ir.Linear) for n in nodes):
         raise UnsupportedOpError("the model has no linear layer; hwgen needs at least one.")
     return ir.Graph(name=name, input_shape=tuple(input_shape or ()), nodes=nodes, output=output,

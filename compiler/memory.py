@@ -71,9 +71,7 @@ class MemorySpec:
     @property
     def spram(self) -> int:
         """SPRAM blocks this memory occupies."""
-        if self.style != "spram":
-            return 0
-        return math.ceil(self.width / SPRAM_WIDTH) * math.ceil(self.depth / SPRAM_DEPTH)
+        return math.ceil(self.width / SPRAM_WIDTH) if self.style == "spram" else 0
 
     @property
     def attrs(self) -> dict[str, str]:
@@ -105,6 +103,9 @@ def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
     if style == "spram" and rom:
         raise ValueError(f"{layer.name}: {purpose} has fixed contents, but SPRAM cannot be "
                          f"initialised; put it in 'block' or 'logic'")
+    if style == "spram" and depth > SPRAM_DEPTH:
+        raise ValueError(f"{layer.name}: {purpose} has {depth} words, more than one SPRAM "
+                         f"block's {SPRAM_DEPTH}; put it in 'block' or 'logic'")
     return MemorySpec(layer.name, purpose, width, depth, rom, style)
 
 

@@ -205,7 +205,7 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
     first = nodes[0]
     if not isinstance(first, ir.Quant):
         raise QuantizationError(f"graph {graph.name}: the input is not quantized first; put a "
-                                f"hwgen.nn.QuantIdentity on the input.")
+                                f"hwgen.nn.QuantIdentity (or BinaryInput) on the input.")
     inp = InputQuant(shape=tuple(graph.input_shape), bits=first.bits, signed=first.signed,
                      narrow=first.narrow, scale=first.scale, zero_point=0.0,
                      bipolar=first.bipolar, threshold=first.threshold)

@@ -20,8 +20,8 @@ accumulator's), so it costs no extra adder. Weights that use ``-2**(b-1)`` are k
 complement and multiplied as signed.
 
 Binary layers (see :class:`hwgen.compiler.dataflow.MVAU`): with binary inputs and binary
-weights (``layer.xnor``) a product is the bit ``XNOR(x, w)`` and the adder tree is a popcount
-(its first level, two XNORs and their sum, fits one 4-input LUT per output bit); the
+weights (``layer.xnor``) a product is the bit ``XNOR(x, w)`` (registered like any product:
+one logic cell per lane) and the adder tree is a popcount sized to its ranges; the
 accumulator holds the popcount ``P``, the thresholds are stored as popcounts and a bias becomes
 ``2P + (bias - mw)``. A binary operand facing an integer one is ``+1`` or ``-1``: binary
 weights select ``x`` or ``-x``, binary inputs are two-bit signed values.

@@ -1,7 +1,8 @@
 """The iCE40 UP5K's single-port RAM (SPRAM): four 16K x 16 blocks beside the block RAMs.
 
-Yosys does not infer SPRAM from :class:`~amaranth.lib.memory.Memory` (SPRAM has no initial
-contents), so :class:`SPRAM` instantiates ``SB_SPRAM256KA`` itself, ``ceil(width / 16)`` blocks
+An Amaranth :class:`~amaranth.lib.memory.Memory` always carries initial contents, which SPRAM
+cannot have, so Yosys never maps one there; :class:`SPRAM` instantiates ``SB_SPRAM256KA``
+itself, ``ceil(width / 16)`` blocks
 side by side, whenever it is elaborated for a platform: a board's, or :data:`PRIMITIVES` when
 hwgen writes the Verilog it simulates (Verilator then runs Yosys's own simulation model of the
 cell, see :mod:`hwgen.sim.primitives`). Without a platform (Amaranth's simulator) it is a
@@ -10,7 +11,7 @@ behavioural memory with the same read timing.
 
 import math
 
-from amaranth.hdl import ClockSignal, Const, Instance, Module, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -43,7 +44,8 @@ class SPRAM(wiring.Component):
         Read ``addr`` on this clock edge (ignored while ``we``).
     rdata : Out(width)
         The word read on the last edge with ``re & ~we``; it holds while ``re`` is low (like a
-        block RAM read port with ``en``) and is undefined after a write.
+        block RAM read port with ``en``) and is undefined after a write (the behavioural model
+        then shows a junk pattern, so a design that used it fails in simulation).
 
     Latency: one cycle from ``addr`` to ``rdata``; a read or a write every cycle.
     """
@@ -70,16 +72,24 @@ class SPRAM(wiring.Component):
             m.submodules.mem = mem = Memory(shape=unsigned(self.width), depth=self.depth,
                                             init=[])
             w, r = mem.write_port(), mem.read_port()
+            written = Signal()
+            with m.If(self.we):
+                m.d.sync += written.eq(1)
+            with m.Elif(self.re):
+                m.d.sync += written.eq(0)
+            junk = Const(int("10" * self.width, 2) >> self.width, self.width)
             m.d.comb += [w.addr.eq(self.addr), w.data.eq(self.wdata), w.en.eq(self.we),
                          r.addr.eq(self.addr), r.en.eq(self.re & ~self.we),
-                         self.rdata.eq(r.data)]
+                         self.rdata.eq(Mux(written, junk, r.data))]
             return m
+        # Drive all 14 address bits (a depth-1 buffer has a 0-bit address).
+        address = Cat(self.addr, Const(0, 14 - len(self.addr)))
         for i in range(self.blocks):
             lo, hi = i * WIDTH, min((i + 1) * WIDTH, self.width)
             data_in = Const(0, WIDTH) if lo >= self.width else self.wdata[lo:hi]
             m.submodules[f"block{i}"] = Instance(
                 "SB_SPRAM256KA",
-                i_ADDRESS=self.addr, i_DATAIN=data_in, i_MASKWREN=Const(0b1111, 4),
+                i_ADDRESS=address, i_DATAIN=data_in, i_MASKWREN=Const(0b1111, 4),
                 i_WREN=self.we, i_CHIPSELECT=self.we | self.re, i_CLOCK=ClockSignal(),
                 i_STANDBY=Const(0, 1), i_SLEEP=Const(0, 1), i_POWEROFF=Const(1, 1),
                 o_DATAOUT=self.rdata[lo:hi])

@@ -124,7 +124,7 @@ def make_vectors(graph, options: BuildOptions) -> np.ndarray:
             raise ModelFileError(f"--inputs {options.inputs} must hold finite numbers.")
         return x.reshape(-1, quant.n).astype(np.float32)
     rng = np.random.default_rng(options.seed)
-    lo, hi = quant.range
+    lo, hi = quant.stream_range
     extreme = extreme_vectors(graph)
     q = rng.integers(lo, hi + 1, size=(max(options.vectors - len(extreme), 0), quant.n))
     q = np.concatenate([extreme, q])
@@ -135,7 +135,7 @@ def extreme_vectors(graph) -> np.ndarray:
     """Quantized inputs at the edges: all minimum, all maximum, and for each output channel of
     the first layer the two inputs that drive its accumulator to its largest and smallest
     reachable values (the bound its accumulator width is computed from)."""
-    lo, hi = graph.input.range
+    lo, hi = graph.input.stream_range
     n = graph.input.n
     vectors = [np.full(n, lo), np.full(n, hi)]
     first = graph.layers[0]
@@ -429,11 +429,11 @@ def _layer_report(layer, plan) -> dict:
              "memories": [{"purpose": m.purpose, "width": m.width, "depth": m.depth,
                            "style": m.style, "bram": m.ebr} for m in plan(layer)]}
     if kind == "MVAU":
-        entry["in"]["binary"], entry["out"]["binary"] = layer.in_bipolar, layer.out_bipolar
+        entry["in"]["bipolar"], entry["out"]["bipolar"] = layer.in_bipolar, layer.out_bipolar
         entry.update({"shape": [layer.mh, layer.mw], "pe": layer.pe, "simd": layer.simd,
                       "nf": layer.nf, "sf": layer.sf, "weight_bits": layer.weight_bits,
                       "mode": "xnor-popcount" if layer.xnor else "mac",
-                      "binary_weights": layer.weight_bipolar,
+                      "weight_bipolar": layer.weight_bipolar,
                       "acc_bits": layer.acc_bits, "activation": "thresholds"
                       if layer.thresholds is not None else "bias",
                       "threshold_bits": layer.threshold_bits})

@@ -41,10 +41,10 @@ def main():
               help="A .npy of N integer class labels for --inputs; adds accuracy to the report.")
 @click.option("--fold", "fold", type=click.Path(path_type=Path),
               help='Folding overrides, JSON: {"fc0": {"pe": 4, "simd": 8}, ...}, optionally '
-                   'with memory placements: "styles": {"input_buffer": "spram"} (block, logic '
-                   "or spram for weights, input_buffer, thresholds). Layers not named are "
-                   "folded automatically. The chosen folding is written to folding.json in "
-                   "the build folder.")
+                   'with memory placements: "styles": {"input_buffer": "spram"} (block or logic '
+                   "for weights, input_buffer, thresholds; spram for input_buffer). Layers "
+                   "not named are folded automatically. The chosen folding is written to "
+                   "folding.json in the build folder.")
 @click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
               show_default=True,
               help="What the accelerator returns: integer logits, or the argmax class.")

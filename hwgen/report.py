@@ -101,7 +101,7 @@ def summary(report: dict) -> str:
 
 
 def _kind(stream: dict) -> str:
-    return "b" if stream.get("binary") else "s" if stream["signed"] else "u"
+    return "b" if stream.get("bipolar") else "s" if stream["signed"] else "u"
 
 
 def markdown(report: dict) -> str:

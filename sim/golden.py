@@ -32,7 +32,7 @@ def input_quant(quant: InputQuant, x) -> np.ndarray:
     y = x / np.float32(quant.scale)
     if quant.zero_point:
         y = y + np.float32(quant.zero_point)
-    lo, hi = quant.range
+    lo, hi = quant.stream_range
     return np.clip(np.rint(y), lo, hi).astype(np.int64)
 
 

@@ -134,3 +134,32 @@ def test_corrupted_binary_weight_fails_verification(tmp_path):
     assert report["verification"]["mismatches"] > 0
     assert "(1 -> -1)" in report["fault_injected"] or "(-1 -> 1)" in report["fault_injected"]
     assert report["agreement"]["logit_mismatches"] == 0
+
+
+@pytest.mark.slow
+def test_spram_input_buffers_in_verilator(tmp_path):
+    """Input buffers in SPRAM, one word deep (sf = 1) and deeper, simulated with Yosys's own
+    SB_SPRAM256KA model and back-pressure."""
+    import torch
+    from torch import nn
+
+    from hwgen.nn import BinaryInput, BinaryLinear, SignActivation
+
+    torch.manual_seed(0)
+    net = nn.Sequential(BinaryInput(0.5), BinaryLinear(20, 12), nn.BatchNorm1d(12),
+                        SignActivation(), BinaryLinear(12, 6), nn.BatchNorm1d(6),
+                        SignActivation(), BinaryLinear(6, 4)).eval()
+    model = tmp_path / "m.pt2"
+    torch.export.save(torch.export.export(net, (torch.rand(4, 20),)), model)
+    fold = tmp_path / "fold.json"
+    spram = {"input_buffer": "spram"}
+    fold.write_text(json.dumps({"fc0": {"pe": 3, "simd": 20, "styles": spram},
+                                "fc1": {"pe": 2, "simd": 5, "styles": spram}}))
+    out = tmp_path / "build"
+    run = hwgen("build", model, "--out", out, "--fold", fold, "--no-bitstream",
+                "--vectors", 64)
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["mismatches"] == 0
+    assert report["memory_plan"]["spram"] == 2 + 1
+    assert (out / "top.v").read_text().count("SB_SPRAM256KA") == 3

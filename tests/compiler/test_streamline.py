@@ -125,7 +125,7 @@ def test_non_monotonic_is_refused():
 def test_accumulator_width_is_tight_and_never_overflows(export):
     net = model(QuantReLU(4, 0.25), seed=2)
     graph = compile_model(export(net, torch.rand(3, 16)))
-    x_lo, x_hi = graph.input.range
+    x_lo, x_hi = graph.input.stream_range
     for layer, (lo_in, hi_in) in zip(graph.layers, [(x_lo, x_hi), (0, 15)], strict=True):
         w = layer.weights
         worst = np.concatenate([np.where(w > 0, hi_in, lo_in), np.where(w > 0, lo_in, hi_in)])

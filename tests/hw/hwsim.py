@@ -122,9 +122,10 @@ def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=
     acc_bits = bits_for_range(min(int(amin.min()), -1), int(amax.max()))[0]
     kw = {}
     if mode == "thresholds":
-        kw["thresholds"] = np.sort(
-            rng.integers(int(amin.min()) // 2 - 2, int(amax.max()) // 2 + 3,
-                         size=(mh, 2**out_bits - 1)), axis=1)
+        lo, hi = int(amin.min()) // 2 - 2, int(amax.max()) // 2 + 3
+        if in_bipolar and weight_bipolar:  # past both ends too: popcount thresholds clip
+            lo, hi = int(amin.min()) - 3, int(amax.max()) + 4
+        kw["thresholds"] = np.sort(rng.integers(lo, hi, size=(mh, 2**out_bits - 1)), axis=1)
         if out_base is None:
             out_base = -(2 ** (out_bits - 1)) if out_signed else 0
         kw["out_base"] = out_base

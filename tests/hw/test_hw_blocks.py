@@ -70,6 +70,17 @@ def test_width_converter(n, li, lo):
     check_timing(dut, layer, tin, tout, 6, -(-n // lo))
 
 
+@pytest.mark.parametrize("n,li,lo", [(12, 3, 5), (7, 3, 5), (9, 1, 4), (16, 4, 8), (5, 2, 7)])
+def test_width_converter_never_refuses_back_to_back_input(n, li, lo):
+    """With lanes_in <= lanes_out and the output always ready, an input beat every cycle is
+    taken every cycle (the schedule the latency model assumes), within and across frames."""
+    layer = dataflow.WidthConverter(name="wc", n=n, bits=2, signed=False, lanes_in=li,
+                                    lanes_out=lo)
+    x = random_inputs(np.random.default_rng(n), 4, n, 2, False)
+    _, tin, _ = run_block(WidthConverter(layer), layer, x, li, lo, n, 2, False)
+    assert tin == list(range(tin[0], tin[0] + len(tin)))
+
+
 @pytest.mark.parametrize("depth", [1, 2, 3, 6])
 def test_fifo(depth):
     rng = np.random.default_rng(depth)
