@@ -154,7 +154,8 @@ def test_spram_input_buffers_in_verilator(tmp_path):
     fold = tmp_path / "fold.json"
     spram = {"input_buffer": "spram"}
     fold.write_text(json.dumps({"fc0": {"pe": 3, "simd": 20, "styles": spram},
-                                "fc1": {"pe": 2, "simd": 5, "styles": spram}}))
+                                "fc1": {"pe": 2, "simd": 5, "styles": spram},
+                                "fc2": {"pe": 1, "simd": 3}}))
     out = tmp_path / "build"
     run = hwgen("build", model, "--out", out, "--fold", fold, "--no-bitstream",
                 "--vectors", 64)
