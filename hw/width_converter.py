@@ -26,14 +26,14 @@ def memory_shapes(layer) -> list[tuple[str, int, int]]:
 class WidthConverter(wiring.Component):
     """Repack frames of ``n`` elements of ``bits`` from ``lanes_in`` to ``lanes_out`` lanes.
 
-    A shift register of ``max(lanes_in + lanes_out, lanes_out + 2*lanes_in - 1)`` elements: an
-    input beat is taken when its elements fit, an output beat leaves when the buffer holds its
-    elements; a frame's last output beat takes only that frame's remaining elements (padding
-    lanes driven 0), so frames never mix. ``ready`` comes from the registered fill level, so
-    the fill can reach ``lanes_out + lanes_in - 1`` before a beat leaves; the extra
-    ``lanes_in - 1`` elements keep an input beat every cycle flowing when ``lanes_in <=
-    lanes_out`` and the output is ready (the schedule :func:`hwgen.hw.top.first_frame`
-    assumes).
+    A shift register of ``lanes_in + lanes_out`` elements, plus ``lanes_in - 1`` when
+    ``lanes_in <= lanes_out``: an input beat is taken when its elements fit, an output beat
+    leaves when the buffer holds its elements; a frame's last output beat takes only that
+    frame's remaining elements (padding lanes driven 0), so frames never mix. ``ready`` comes
+    from the registered fill level, which can reach ``lanes_out + lanes_in - 1`` before a beat
+    leaves; the extra elements keep an input beat every cycle flowing when the output is ready
+    (the schedule :func:`hwgen.hw.top.first_frame` assumes). With ``lanes_in > lanes_out`` the
+    output is the bottleneck anyway.
 
     Parameters
     ----------
@@ -59,8 +59,8 @@ class WidthConverter(wiring.Component):
         self.layer = layer
         self.beats_in = math.ceil(layer.n / layer.lanes_in)
         self.beats_out = math.ceil(layer.n / layer.lanes_out)
-        self.capacity = max(layer.lanes_in + layer.lanes_out,
-                            layer.lanes_out + 2 * layer.lanes_in - 1)
+        li, lo = layer.lanes_in, layer.lanes_out
+        self.capacity = li + lo + (li - 1 if li <= lo else 0)
         super().__init__({
             "i": In(beat_signature(layer.lanes_in * layer.bits)),
             "o": Out(beat_signature(layer.lanes_out * layer.bits)),
