@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from hwgen.compiler.errors import ModelFileError, VerificationError
+from hwgen.report import divergence_text
 
 __all__ = ["BuildOptions", "build"]
 
@@ -163,7 +164,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     out.mkdir(parents=True, exist_ok=True)
     # Nothing from an earlier build may pass for this one's result.
     shutil.rmtree(out / "board", ignore_errors=True)
-    for stale in (*OUTPUTS, f"{board.name}.bin"):
+    for stale in (*OUTPUTS, f"{board.name}.bin", *(p.name for p in out.glob("divergence_*"))):
         (out / stale).unlink(missing_ok=True)
     stages = Stages(progress)
     started = time.perf_counter()
@@ -175,6 +176,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     except BaseException as exc:
         report["status"] = "failed"
         report["error"] = str(exc) or type(exc).__name__
+        exc.report = report  # for callers that write JUnit or JSON from a failed build
         raise
     finally:
         report["wall_s"] = {**stages.wall_s, "total": round(time.perf_counter() - started, 3)}
@@ -239,12 +241,13 @@ def _build(model, options, board, out, stages, report):
         predicted = expected[:, 0] if not graph.outputs_logits else np.argmax(expected, axis=1)
         accuracy = {"golden": float(np.mean(predicted == labels)), "labels": len(labels)}
         report["accuracy"] = accuracy
-    if agreement["hidden_mismatches"] or agreement["logit_mismatches"]:
-        raise VerificationError(
-            f"PyTorch and the golden model disagree: {agreement['hidden_mismatches']} hidden "
-            f"activation and {agreement['logit_mismatches']} logit mismatches over "
-            f"{agreement['vectors']} vectors (first: {agreement.get('first')}). The integer "
-            f"thresholds do not reproduce the model's arithmetic; please report this model.")
+    _check(report, "pytorch_vs_golden",
+           not (agreement["hidden_mismatches"] or agreement["logit_mismatches"]),
+           f"PyTorch and the golden model disagree: {agreement['hidden_mismatches']} hidden "
+           f"activation and {agreement['logit_mismatches']} logit mismatches over "
+           f"{agreement['vectors']} vectors (first: {agreement.get('first')}). The integer "
+           f"thresholds do not reproduce the model's arithmetic; please report this model.")
+    _raise_failed(report)
 
     hw_graph, fault = graph, None
     if options.fault:
@@ -276,7 +279,14 @@ def _build(model, options, board, out, stages, report):
                                out_width=last.lanes_out * last.out_bits,
                                inputs=pack(x_int, first.in_bits, first.lanes_in),
                                beats_out=beats_out, phases=tuple(phases), seed=options.seed)
-        _check_simulation(report, graph, results, expected, unpack, out, fault, len(x))
+        _check_simulation(report, graph, results, expected, unpack, out, len(x))
+        if report["verification"]["mismatches"]:
+            with stages("divergence", "finding the first divergent layer"):
+                report["divergence"] = _divergence(hw_graph, graph, x_int, golden_layers,
+                                                   report, out, options.seed)
+        _raise_failed(report, (f". Injected fault: {fault}." if fault else
+                               f". Vectors and outputs are in {out}.")
+                      + divergence_text(report.get("divergence")))
     except BaseException:
         if board_job is not None:
             board_job.cancel()
@@ -314,7 +324,7 @@ def _discard_board(job, out):
     shutil.rmtree(out / "board", ignore_errors=True)
 
 
-def _check_simulation(report, graph, results, expected, unpack, out, fault, vectors):
+def _check_simulation(report, graph, results, expected, unpack, out, vectors):
     last = graph.layers[-1]
     verification = {"vectors": vectors, "simulator": "verilator+cocotb", "mismatches": 0,
                     "phases": {}}
@@ -355,31 +365,51 @@ def _check_simulation(report, graph, results, expected, unpack, out, fault, vect
     verification["latency_cycles_formula"] = first_frame(graph)[0]
     report["verification"] = verification
     report["latency_cycles"] = int(stream.latency)
-    problems = []
-    if verification["mismatches"]:
-        per = ", ".join(f"{k}: {v['mismatches']}" for k, v in verification["phases"].items())
-        first_bad = next(v["first_mismatch"] for v in verification["phases"].values()
-                         if v["first_mismatch"])
-        problems.append(f"{verification['mismatches']} output mismatches between the Verilog "
-                        f"and the golden model ({per}); first: {first_bad}")
+    for name, phase in verification["phases"].items():
+        _check(report, f"rtl_vs_golden[{name}]", not phase["mismatches"],
+               f"{phase['mismatches']} output mismatches between the Verilog and the golden "
+               f"model in the {name} run; first: {phase['first_mismatch']}")
     if not len(spacing):
-        problems.append(f"{vectors} vectors are too few to measure the steady-state cycles "
-                        f"per frame: give at least {WARMUP_FRAMES + 1}")
-    elif not verification["cycles_match"]:
-        problems.append(f"frames left {measured} cycles apart in steady state, the cycle "
-                        f"formula says {formula}")
-    if stream.latency != verification["latency_cycles_formula"]:
-        problems.append(f"the first frame took {stream.latency} cycles from input to output, "
-                        f"the latency model says {verification['latency_cycles_formula']}")
-    if any(not r.last_ok or r.frame_error for r in results.values()):
-        problems.append("framing error: output `last` misplaced or the input framing flagged")
-    if verification["backpressure"] and verification["stall_fraction"] < 0.25:
-        problems.append(f"back-pressure held ready low on only "
-                        f"{verification['stall_fraction']:.2f} of the cycles (< 0.25)")
-    if problems:
-        raise VerificationError("verification failed: " + "; ".join(problems) +
-                                (f". Injected fault: {fault}." if fault else
-                                 f". Vectors and outputs are in {out}."))
+        _check(report, "cycles_per_frame", False,
+               f"{vectors} vectors are too few to measure the steady-state cycles per frame: "
+               f"give at least {WARMUP_FRAMES + 1}")
+    else:
+        _check(report, "cycles_per_frame", verification["cycles_match"],
+               f"frames left {measured} cycles apart in steady state, the cycle formula says "
+               f"{formula}")
+    _check(report, "latency", stream.latency == verification["latency_cycles_formula"],
+           f"the first frame took {stream.latency} cycles from input to output, the latency "
+           f"model says {verification['latency_cycles_formula']}")
+    _check(report, "framing", all(r.last_ok and not r.frame_error for r in results.values()),
+           "framing error: output `last` misplaced or the input framing flagged")
+    if verification["backpressure"]:
+        _check(report, "backpressure_stall", verification["stall_fraction"] >= 0.25,
+               f"back-pressure held ready low on only {verification['stall_fraction']:.2f} of "
+               f"the cycles (< 0.25)")
+
+
+def _divergence(hw_graph, graph, x_int, golden_layers, report, out, seed) -> dict:
+    from hwgen.sim.divergence import first_divergence
+    phases = report["verification"]["phases"]
+    phase = "stream" if phases["stream"]["mismatches"] else "backpressure"
+    found = first_divergence(hw_graph, golden_layers, x_int, out, phase=phase, seed=seed)
+    if found is None:
+        return {"layer": None, "phase": phase,
+                "note": "every layer's output agrees when the design is cut after it; the "
+                        "mismatch depends on the whole design's timing"}
+    return found
+
+
+def _check(report: dict, name: str, passed: bool, message: str) -> None:
+    """Record one check (``report["checks"]``: name, passed, and the message if it failed)."""
+    report.setdefault("checks", []).append(
+        {"name": name, "passed": bool(passed), "message": None if passed else message})
+
+
+def _raise_failed(report: dict, suffix: str = "") -> None:
+    failed = [c["message"] for c in report.get("checks", []) if not c["passed"]]
+    if failed:
+        raise VerificationError("verification failed: " + "; ".join(failed) + suffix)
 
 
 def _board_report(report, result, graph, board, out, stages):

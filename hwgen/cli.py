@@ -27,62 +27,64 @@ def main():
     """
 
 
-@main.command()
-@click.argument("model", type=click.Path(path_type=Path))
-@click.option("--board", "-b", default="icebreaker", show_default=True,
-              help="Target board (alias ice40 = iCEBreaker UP5K). See `hwgen boards`.")
-@click.option("--out", "-o", type=click.Path(path_type=Path),
-              help="Build folder. [default: build/<model>-<board>]")
-@click.option("--inputs", type=click.Path(path_type=Path),
-              help="Vectors to verify with: a .npy of the model's input tensors, [N, ...], "
-                   "float or integer as the model takes them. Default: random vectors over "
-                   "the whole input range plus all-minimum and all-maximum.")
-@click.option("--labels", type=click.Path(path_type=Path),
-              help="A .npy of N integer class labels for --inputs; adds accuracy to the report.")
-@click.option("--fold", "fold", type=click.Path(path_type=Path),
-              help='Folding overrides, JSON: {"fc0": {"pe": 4, "simd": 8}, ...}, optionally '
-                   'with memory placements: "styles": {"input_buffer": "spram"} (block or logic '
-                   "for weights, input_buffer, thresholds; spram for input_buffer). Layers "
-                   "not named are folded automatically. The chosen folding is written to "
-                   "folding.json in the build folder.")
-@click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
-              show_default=True,
-              help="What the accelerator returns: integer logits, or the argmax class.")
-@click.option("--vectors", type=click.IntRange(min=3), default=256, show_default=True,
-              help="Number of vectors when --inputs is not given: the extreme ones (all "
-                   "minimum, all maximum, and for each first-layer channel the inputs that "
-                   "drive its accumulator to its bounds), then random ones.")
-@click.option("--seed", type=int, default=1, show_default=True,
-              help="Seed for random vectors, back-pressure pattern and place-and-route.")
-@click.option("--no-bitstream", is_flag=True,
-              help="Stop after verification (no synthesis, place and route).")
-@click.option("--no-backpressure", is_flag=True,
-              help="Skip the second simulation run under random back-pressure.")
-@click.option("--allow-pickle", is_flag=True,
-              help="Accept a pickled nn.Module (torch.save). Unpickling runs arbitrary code "
-                   "from the file: only for files you trust.")
-@click.option("--inject-fault", type=click.Choice(["weight", "threshold"]), hidden=True,
-              help="Self-test: corrupt the generated hardware; verification must fail.")
-def build(model, board, out, inputs, labels, fold, output, vectors, seed, no_bitstream,
-          no_backpressure, allow_pickle, inject_fault):
-    """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
-    build a bitstream for the board.
+def _common(command):
+    """The options ``build`` and ``verify`` share (both fold for the board the same way, so
+    what ``verify`` checks is what ``build`` builds)."""
+    options = [
+        click.argument("model", type=click.Path(path_type=Path)),
+        click.option("--board", "-b", default="icebreaker", show_default=True,
+                     help="Target board (alias ice40 = iCEBreaker UP5K). See `hwgen boards`."),
+        click.option("--out", "-o", type=click.Path(path_type=Path),
+                     help="Build folder. [default: build/<model>-<board>]"),
+        click.option("--inputs", type=click.Path(path_type=Path),
+                     help="Vectors to verify with: a .npy of the model's input tensors, "
+                          "[N, ...], float or integer as the model takes them. Default: random "
+                          "vectors over the whole input range plus all-minimum and "
+                          "all-maximum."),
+        click.option("--labels", type=click.Path(path_type=Path),
+                     help="A .npy of N integer class labels for --inputs; adds accuracy to "
+                          "the report."),
+        click.option("--fold", "fold", type=click.Path(path_type=Path),
+                     help='Folding overrides, JSON: {"fc0": {"pe": 4, "simd": 8}, ...}, '
+                          'optionally with memory placements: "styles": {"input_buffer": '
+                          '"spram"} (block or logic for weights, input_buffer, thresholds; '
+                          "spram for input_buffer). Layers not named are folded "
+                          "automatically. The chosen folding is written to folding.json in "
+                          "the build folder."),
+        click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
+                     show_default=True,
+                     help="What the accelerator returns: integer logits, or the argmax "
+                          "class."),
+        click.option("--vectors", type=click.IntRange(min=3), default=256, show_default=True,
+                     help="Number of vectors when --inputs is not given: the extreme ones "
+                          "(all minimum, all maximum, and for each first-layer channel the "
+                          "inputs that drive its accumulator to its bounds), then random "
+                          "ones."),
+        click.option("--seed", type=int, default=1, show_default=True,
+                     help="Seed for random vectors, back-pressure pattern and "
+                          "place-and-route."),
+        click.option("--no-backpressure", is_flag=True,
+                     help="Skip the second simulation run under random back-pressure."),
+        click.option("--allow-pickle", is_flag=True,
+                     help="Accept a pickled nn.Module (torch.save). Unpickling runs arbitrary "
+                          "code from the file: only for files you trust."),
+        click.option("--inject-fault", type=click.Choice(["weight", "threshold"]), hidden=True,
+                     help="Self-test: corrupt the generated hardware; verification must "
+                          "fail."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
-    \b
-    Writes to the build folder: top.v, the bitstream, report.json (machine-readable),
-    report.md, folding.json, the vectors (vectors.npy, vectors_int.npy), golden and simulated
-    outputs (golden.npy, simulated.npy) and the tool logs.
-    Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
-    input or a design that does not fit.
-    """
-    from hwgen.api import BuildOptions
+
+def _run(model, options, *, junit=None, as_json=False):
+    """Run a build with progress on stderr; print the summary (or the report as JSON); write
+    JUnit XML if asked, also when it fails; exit with the build's status."""
+    import json
+
     from hwgen.api import build as run_build
-    from hwgen.report import summary
+    from hwgen.report import _plain, junit_xml, summary
 
-    options = BuildOptions(board=board, out=out, inputs=inputs, labels=labels, fold=fold,
-                           output=output, vectors=vectors, seed=seed,
-                           bitstream=not no_bitstream, backpressure=not no_backpressure,
-                           fault=inject_fault, allow_pickle=allow_pickle)
     started = time.perf_counter()
     status = console.status("starting", spinner="dots")
     last = {}
@@ -94,17 +96,78 @@ def build(model, board, out, inputs, labels, fold, output, vectors, seed, no_bit
         last.update(stage=stage, t0=time.perf_counter())
         status.update(f"{stage}: {what}")
 
-    report = None
+    report, error = None, None
     with status:
         try:
             report = run_build(model, options, progress=progress)
         except HwgenError as exc:
+            error, report = exc, getattr(exc, "report", None)
             console.print(f"[red]✗[/] {last.get('stage', 'start')}")
             console.print(f"[bold red]error:[/] {exc}")
-            sys.exit(exc.exit_code)
+    if junit is not None and report is not None:
+        Path(junit).write_text(junit_xml(report, suite="hwgen.verify" if not
+                                         options.bitstream else "hwgen.build"))
+    if as_json and report is not None:
+        click.echo(json.dumps(_plain(report), indent=2))
+    if error is not None:
+        sys.exit(error.exit_code)
     console.print(f"[green]✓[/] {last['stage']:<10} {time.perf_counter() - last['t0']:6.1f}s")
-    click.echo(summary(report))
-    click.echo(f"done in {time.perf_counter() - started:.1f}s")
+    if not as_json:
+        click.echo(summary(report))
+        click.echo(f"done in {time.perf_counter() - started:.1f}s")
+
+
+def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpressure,
+             allow_pickle, inject_fault, bitstream):
+    from hwgen.api import BuildOptions
+    return BuildOptions(board=board, out=out, inputs=inputs, labels=labels, fold=fold,
+                        output=output, vectors=vectors, seed=seed, bitstream=bitstream,
+                        backpressure=not no_backpressure, fault=inject_fault,
+                        allow_pickle=allow_pickle)
+
+
+@main.command()
+@_common
+@click.option("--no-bitstream", is_flag=True,
+              help="Stop after verification (no synthesis, place and route); see also "
+                   "`hwgen verify`.")
+def build(model, no_bitstream, **kw):
+    """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
+    build a bitstream for the board.
+
+    \b
+    Writes to the build folder: top.v, the bitstream, report.json (machine-readable),
+    report.md, folding.json, the vectors (vectors.npy, vectors_int.npy), golden and simulated
+    outputs (golden.npy, simulated.npy) and the tool logs.
+    Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
+    input or a design that does not fit.
+    """
+    _run(model, _options(**kw, bitstream=not no_bitstream))
+
+
+@main.command()
+@_common
+@click.option("--junit", type=click.Path(path_type=Path),
+              help="Also write JUnit XML there: one test case per check, with its failure "
+                   "message (written when verification fails too).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the whole report as JSON on stdout instead of the summary.")
+def verify(model, junit, as_json, **kw):
+    """Compile MODEL and prove the generated hardware bit-exact, without synthesis: for CI.
+
+    \b
+    The same checks as `hwgen build`, with the folding the board's build would use:
+      - PyTorch vs golden model: hidden activations and integer logits, exactly;
+      - Verilog vs golden model in Verilator: every output of every vector, back to back
+        and under random back-pressure;
+      - measured cycles per frame and first-frame latency vs the formulas; framing.
+    On a mismatch it names the first divergent layer, the frame and the element, and
+    writes a VCD waveform of that layer's run (divergence_<layer>.vcd in the build folder).
+    Simulator builds are cached (see docs/ci.md), so a second run skips the C++ build.
+    Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
+    input or a design that does not fit.
+    """
+    _run(model, _options(**kw, bitstream=False), junit=junit, as_json=as_json)
 
 
 @main.command()

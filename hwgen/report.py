@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["summary", "write_report"]
+__all__ = ["divergence_text", "junit_xml", "summary", "write_report"]
 
 
 def _plain(value):
@@ -32,6 +32,54 @@ def write_report(report: dict, out: Path) -> None:
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(out / name)
+
+
+def divergence_text(found: dict | None) -> str:
+    """A sentence on the first divergent layer (``report["divergence"]``), or ''."""
+    if not found:
+        return ""
+    if found["layer"] is None:
+        return f" First divergence: none found layer by layer ({found['note']})."
+    via = f" (or the stream plumbing before it: {', '.join(found['plumbing'])})" \
+        if found["plumbing"] else ""
+    return (f" First divergent layer: {found['layer']}{via}, frame {found['frame']}, element "
+            f"{found['element']}: expected {found['expected']}, got {found['got']} "
+            f"({found['mismatches']} elements of its output differ); waveform "
+            f"{found['waveform']}.")
+
+
+def junit_xml(report: dict, suite: str = "hwgen") -> str:
+    """JUnit XML of a build or verify report: one test case per check (PyTorch vs golden, RTL
+    vs golden per run, cycles per frame, latency, framing, back-pressure), with the failure
+    message; a build that stopped before its checks (a bad model, a design that does not fit)
+    is one failing case named after the stage's error."""
+    import xml.etree.ElementTree as ET
+
+    model = Path(str(report.get("model"))).stem
+    checks = list(report.get("checks", []))
+    if report.get("status") != "passed" and not any(not c["passed"] for c in checks):
+        checks.append({"name": "build", "passed": False, "message": report.get("error")})
+    root = ET.Element("testsuites")
+    total = report.get("wall_s", {}).get("total", 0.0)
+    node = ET.SubElement(root, "testsuite", name=suite, tests=str(len(checks)),
+                         failures=str(sum(not c["passed"] for c in checks)), errors="0",
+                         time=f"{total:.3f}")
+    for check in checks:
+        case = ET.SubElement(node, "testcase", classname=f"{suite}.{model}.{report.get('board')}",
+                             name=check["name"])
+        if not check["passed"]:
+            message = check["message"] or "failed"
+            failure = ET.SubElement(case, "failure", message=message.splitlines()[0][:500])
+            if check["name"].startswith("rtl_vs_golden"):
+                message += divergence_text(report.get("divergence"))
+            failure.text = message
+    if report.get("divergence"):
+        props = ET.Element("properties")
+        node.insert(0, props)  # the schema puts properties before the test cases
+        for key, value in report["divergence"].items():
+            ET.SubElement(props, "property", name=f"divergence.{key}", value=str(value))
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
 def _fmt(value, unit="", digits=1):

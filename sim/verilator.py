@@ -264,8 +264,10 @@ def build(
     in_width: int,
     out_width: int,
     cache_dir: str | os.PathLike | None = None,
+    trace: bool = False,
 ) -> SimBuild:
-    """Build the harness around ``verilog`` (module ``top``), or find it in the cache."""
+    """Build the harness around ``verilog`` (module ``top``), or find it in the cache; with
+    ``trace``, a model that can dump a VCD waveform (a separate cache entry)."""
     for name, width in (("in_width", in_width), ("out_width", out_width)):
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"{name} must be a positive integer, not {width!r}")
@@ -274,7 +276,8 @@ def build(
     harness = _harness_text(top, in_width, out_width)
     verilog = verilog + primitives.models(verilog)
     digest = hashlib.sha256()
-    for part in (verilog, harness, " ".join(BUILD_ARGS), _tool_versions()):
+    args = BUILD_ARGS
+    for part in (verilog, harness, " ".join(args), _tool_versions(), f"trace={trace}"):
         digest.update(part.encode())
         digest.update(b"\0")
     key = digest.hexdigest()[:20]
@@ -299,7 +302,8 @@ def build(
                 sources=[directory / "dut.v", directory / "harness.sv"],
                 hdl_toplevel=HARNESS_TOP,
                 build_dir=directory,
-                build_args=list(BUILD_ARGS),
+                build_args=list(args),
+                waves=trace,
                 timescale=("1ns", "1ps"),
                 log_file=log,
                 always=True,
@@ -400,6 +404,7 @@ def simulate(
     timeout: int = 100_000,
     in_last=None,
     cache_dir: str | os.PathLike | None = None,
+    waveform: str | os.PathLike | None = None,
 ) -> dict[str, SimResult]:
     """Stream ``inputs`` through the design in each phase and return the results per phase.
 
@@ -423,6 +428,9 @@ def simulate(
     in_last : bool array ``[frames, beats_in]``, optional
         Override of the input ``last`` flags (default: set on each frame's final beat); used to
         test framing-error detection.
+    waveform : path, optional
+        Write a VCD waveform of the run there (every signal of the design; the model is built
+        with tracing, a separate cached build).
     """
     arr = np.asarray(inputs, dtype=object)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
@@ -457,7 +465,8 @@ def simulate(
             )
         lines.append(f"{v | (int(flags[k]) << in_width):x}")
 
-    model = build(verilog, top=top, in_width=in_width, out_width=out_width, cache_dir=cache_dir)
+    model = build(verilog, top=top, in_width=in_width, out_width=out_width, cache_dir=cache_dir,
+                  trace=waveform is not None)
 
     with tempfile.TemporaryDirectory(prefix="hwgen-sim-") as tmp:
         tmp = Path(tmp)
@@ -473,6 +482,8 @@ def simulate(
             f"+hwgen_stall={round(stall_prob * 65536)}",
             "+hwgen_phases=" + "".join("1" if bp else "0" for _, bp in phases),
         ]
+        # cocotb's Verilator main writes the VCD (every signal of harness and design).
+        test_args = [] if waveform is None else ["--trace-file", str(Path(waveform).resolve())]
         log = tmp / "sim.log"
         runner = _runner_class()()
         t0 = time.perf_counter()
@@ -485,6 +496,8 @@ def simulate(
                     build_dir=model.directory,
                     test_dir=tmp,
                     plusargs=plusargs,
+                    test_args=test_args,
+                    waves=waveform is not None,
                     log_file=log,
                     results_xml=str(tmp / "results.xml"),
                 )
