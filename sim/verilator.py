@@ -316,8 +316,25 @@ def build(
             raise VerilatorBuildError(
                 f"Verilator build of {top!r} produced no executable; log {log}:\n{_tail(log)}"
             )
+        _prune(directory)
         marker.write_text(_tool_versions() + "\n")
         return SimBuild(directory, key, built=True, build_s=time.perf_counter() - t0)
+
+
+#: What a cached model keeps: the simulator executable, its sources and the build log. The
+#: rest (precompiled headers, objects, generated C++) is ~150 MB per model and never read
+#: again; ccache keeps what a rebuild can reuse.
+_KEEP = {HARNESS_TOP, "dut.v", "harness.sv", "build.log"}
+
+
+def _prune(directory: Path) -> None:
+    for path in directory.iterdir():
+        if path.name in _KEEP:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 # --- simulate -------------------------------------------------------------------------------
