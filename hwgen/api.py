@@ -350,6 +350,8 @@ def _check_simulation(report, graph, results, expected, unpack, out, vectors):
         np.save(out / f"simulated{suffix}.npy", simulated[name])
     stream = results["stream"]
     verification["backpressure"] = "backpressure" in results
+    # False when the compiled simulator came from the cache (no C++ build this run).
+    verification["simulator_built"] = any(r.built for r in results.values())
     verification["stall_fraction"] = (results["backpressure"].stall_fraction
                                       if "backpressure" in results else 0.0)
     # Steady state: after the pipeline fills, every frame must leave exactly the cycle
