@@ -116,6 +116,41 @@ def _ratio(value) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def bench_verify(name: str, board: str, out_root: Path) -> dict:
+    """``hwgen verify`` (no synthesis) of every vector: cold (empty hwgen and ccache caches,
+    so the simulator is compiled) and warm (the same command again)."""
+    import os
+    import shutil
+
+    model, data = EXAMPLES[name]
+    x, _ = data()
+    tmp = out_root / f"{name}-{board}-verify"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    np.save(tmp / "inputs.npy", x)
+    saved = {k: os.environ.get(k) for k in ("HWGEN_CACHE_DIR", "CCACHE_DIR")}
+    os.environ["HWGEN_CACHE_DIR"] = str(tmp / "hwgen-cache")
+    os.environ["CCACHE_DIR"] = str(tmp / "ccache")
+    runs = {}
+    try:
+        for attempt in ("cold", "warm"):
+            options = BuildOptions(board=board, out=tmp / attempt, inputs=tmp / "inputs.npy",
+                                   bitstream=False)
+            start = time.perf_counter()
+            report = build(ROOT / model, options)
+            runs[attempt] = {"total_s": round(time.perf_counter() - start, 2),
+                             "simulate_s": report["wall_s"]["simulate"],
+                             "simulator_built": report["verification"]["simulator_built"],
+                             "vectors": report["verification"]["vectors"]}
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return runs
+
+
 def markdown(results: dict) -> str:
     lines = ["# hwgen benchmark", "",
              f"Commit `{results['commit']}`, {results['date']}, on {results['machine']}.", "",
@@ -180,6 +215,19 @@ def markdown(results: dict) -> str:
             f"{r['sim_cycles_per_s']:,} | {r['torch']['batch1_fps']:,.0f} / "
             f"{r['torch']['batched_fps']:,.0f} | {r['fps_vs_torch_batch1']}x | "
             f"{r['fps_vs_torch_batched']}x |")
+    lines += ["", "## `hwgen verify` (no synthesis), every vector", "",
+              "*cold*: empty simulator and compiler caches (`HWGEN_CACHE_DIR`, `CCACHE_DIR`), "
+              "so Verilator's C++ build runs; *warm*: the same command again. Python's import "
+              "of torch is paid once per process and not counted.", "",
+              "| example | vectors | cold total s | cold simulate s | warm total s | warm "
+              "simulate s | simulator rebuilt when warm |", "|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        v = r.get("verify")
+        if v:
+            lines.append(f"| {r['example']} | {v['warm']['vectors']} | "
+                         f"{v['cold']['total_s']:.1f} | {v['cold']['simulate_s']:.1f} | "
+                         f"{v['warm']['total_s']:.1f} | {v['warm']['simulate_s']:.1f} | "
+                         f"{'yes' if v['warm']['simulator_built'] else 'no'} |")
     lines += ["", "Tool versions: " + ", ".join(f"{k} {v}" for k, v in results["tools"].items()),
               ""]
     return "\n".join(lines)
@@ -204,6 +252,7 @@ def main():
         for board in BOARDS:
             print(f"bench: {name} on {board}", flush=True)
             rows.append(bench_one(name, board, Path(args.out)))
+            rows[-1]["verify"] = bench_verify(name, board, Path(args.out))
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
