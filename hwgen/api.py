@@ -394,7 +394,11 @@ def _divergence(hw_graph, graph, x_int, golden_layers, report, out, seed) -> dic
     from hwgen.sim.divergence import first_divergence
     phases = report["verification"]["phases"]
     phase = "stream" if phases["stream"]["mismatches"] else "backpressure"
-    found = first_divergence(hw_graph, golden_layers, x_int, out, phase=phase, seed=seed)
+    try:
+        found = first_divergence(hw_graph, golden_layers, x_int, out, phase=phase, seed=seed)
+    except Exception as exc:  # the mismatch stays the error to report
+        return {"layer": None, "phase": phase,
+                "note": f"the search itself failed: {type(exc).__name__}: {exc}"}
     if found is None:
         return {"layer": None, "phase": phase,
                 "note": "every layer's output agrees when the design is cut after it; the "

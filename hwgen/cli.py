@@ -35,7 +35,8 @@ def _common(command):
         click.option("--board", "-b", default="icebreaker", show_default=True,
                      help="Target board (alias ice40 = iCEBreaker UP5K). See `hwgen boards`."),
         click.option("--out", "-o", type=click.Path(path_type=Path),
-                     help="Build folder. [default: build/<model>-<board>]"),
+                     help="Build folder. [default: build/<model>-<board>, for verify "
+                          "build/<model>-<board>-verify]"),
         click.option("--inputs", type=click.Path(path_type=Path),
                      help="Vectors to verify with: a .npy of the model's input tensors, "
                           "[N, ...], float or integer as the model takes them. Default: random "
@@ -61,8 +62,8 @@ def _common(command):
                           "inputs that drive its accumulator to its bounds), then random "
                           "ones."),
         click.option("--seed", type=int, default=1, show_default=True,
-                     help="Seed for random vectors, back-pressure pattern and "
-                          "place-and-route."),
+                     help="Seed for random vectors, the back-pressure pattern and (for "
+                          "build) place-and-route."),
         click.option("--no-backpressure", is_flag=True,
                      help="Skip the second simulation run under random back-pressure."),
         click.option("--allow-pickle", is_flag=True,
@@ -80,10 +81,8 @@ def _common(command):
 def _run(model, options, *, junit=None, as_json=False):
     """Run a build with progress on stderr; print the summary (or the report as JSON); write
     JUnit XML if asked, also when it fails; exit with the build's status."""
-    import json
-
     from hwgen.api import build as run_build
-    from hwgen.report import _plain, junit_xml, summary
+    from hwgen.report import summary
 
     started = time.perf_counter()
     status = console.status("starting", spinner="dots")
@@ -104,17 +103,35 @@ def _run(model, options, *, junit=None, as_json=False):
             error, report = exc, getattr(exc, "report", None)
             console.print(f"[red]✗[/] {last.get('stage', 'start')}")
             console.print(f"[bold red]error:[/] {exc}")
-    if junit is not None and report is not None:
-        Path(junit).write_text(junit_xml(report, suite="hwgen.verify" if not
-                                         options.bitstream else "hwgen.build"))
-    if as_json and report is not None:
-        click.echo(json.dumps(_plain(report), indent=2))
+        except Exception as exc:  # a crash: still leave JUnit/JSON behind, then the traceback
+            report = getattr(exc, "report", None) or _failed_report(model, options, exc)
+            _write_outputs(report, options, junit, as_json)
+            raise
+    if report is None:  # stopped before the report existed (e.g. an unknown board)
+        report = _failed_report(model, options, error)
+    _write_outputs(report, options, junit, as_json)
     if error is not None:
         sys.exit(error.exit_code)
     console.print(f"[green]✓[/] {last['stage']:<10} {time.perf_counter() - last['t0']:6.1f}s")
     if not as_json:
         click.echo(summary(report))
         click.echo(f"done in {time.perf_counter() - started:.1f}s")
+
+
+def _failed_report(model, options, error) -> dict:
+    return {"status": "failed", "model": str(model), "board": options.board,
+            "error": str(error) or type(error).__name__}
+
+
+def _write_outputs(report, options, junit, as_json):
+    from hwgen.report import junit_xml, report_json
+    if junit is not None:
+        junit = Path(junit)
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_text(junit_xml(report, suite="hwgen.build" if options.bitstream
+                                   else "hwgen.verify"))
+    if as_json:
+        click.echo(report_json(report), nl=False)
 
 
 def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpressure,
@@ -167,6 +184,13 @@ def verify(model, junit, as_json, **kw):
     Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
     input or a design that does not fit.
     """
+    if kw["out"] is None:  # its own folder: a verify must not clear a build's bitstream
+        from hwgen.boards.catalogue import UnknownBoardError, get_board
+        try:
+            board = get_board(kw["board"]).name
+        except UnknownBoardError:
+            board = kw["board"]
+        kw["out"] = Path("build") / f"{Path(model).stem}-{board}-verify"
     _run(model, _options(**kw, bitstream=False), junit=junit, as_json=as_json)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["divergence_text", "junit_xml", "summary", "write_report"]
+__all__ = ["divergence_text", "junit_xml", "report_json", "summary", "write_report"]
 
 
 def _plain(value):
@@ -16,7 +16,9 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None  # JSON has no NaN or infinity
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, Path):
@@ -24,10 +26,15 @@ def _plain(value):
     return value
 
 
+def report_json(report: dict) -> str:
+    """The report as strict JSON (non-finite numbers become null)."""
+    return json.dumps(_plain(report), indent=2, allow_nan=False) + "\n"
+
+
 def write_report(report: dict, out: Path) -> None:
     """Write ``report.json`` and ``report.md`` into ``out`` (atomically each)."""
     out = Path(out)
-    for name, text in (("report.json", json.dumps(_plain(report), indent=2) + "\n"),
+    for name, text in (("report.json", report_json(report)),
                        ("report.md", markdown(report))):
         tmp = out / f".{name}.tmp"
         tmp.write_text(text)
@@ -42,17 +49,25 @@ def divergence_text(found: dict | None) -> str:
         return f" First divergence: none found layer by layer ({found['note']})."
     via = f" (or the stream plumbing before it: {', '.join(found['plumbing'])})" \
         if found["plumbing"] else ""
+    first, last = found.get("waveform_frames", (0, found["frame"]))
     return (f" First divergent layer: {found['layer']}{via}, frame {found['frame']}, element "
             f"{found['element']}: expected {found['expected']}, got {found['got']} "
             f"({found['mismatches']} elements of its output differ); waveform "
-            f"{found['waveform']}.")
+            f"{found['waveform']} (input frames {first}..{last}, the run starting at frame "
+            f"{first}).")
+
+
+def _xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 cannot hold (tool logs carry escapes)."""
+    return "".join(c for c in str(text) if c in "\t\n\r" or " " <= c <= "\ud7ff"
+                   or "\ue000" <= c <= "\ufffd" or c >= "\U00010000")
 
 
 def junit_xml(report: dict, suite: str = "hwgen") -> str:
     """JUnit XML of a build or verify report: one test case per check (PyTorch vs golden, RTL
     vs golden per run, cycles per frame, latency, framing, back-pressure), with the failure
-    message; a build that stopped before its checks (a bad model, a design that does not fit)
-    is one failing case named after the stage's error."""
+    message; a build that stopped before its checks (a bad model, a design that does not fit,
+    a tool crash) is one failing case named ``build`` carrying the error."""
     import xml.etree.ElementTree as ET
 
     model = Path(str(report.get("model"))).stem
@@ -69,15 +84,17 @@ def junit_xml(report: dict, suite: str = "hwgen") -> str:
                              name=check["name"])
         if not check["passed"]:
             message = check["message"] or "failed"
-            failure = ET.SubElement(case, "failure", message=message.splitlines()[0][:500])
+            failure = ET.SubElement(case, "failure",
+                                    message=_xml_text(message.splitlines()[0][:500]))
             if check["name"].startswith("rtl_vs_golden"):
                 message += divergence_text(report.get("divergence"))
-            failure.text = message
+            failure.text = _xml_text(message)
     if report.get("divergence"):
         props = ET.Element("properties")
         node.insert(0, props)  # the schema puts properties before the test cases
         for key, value in report["divergence"].items():
-            ET.SubElement(props, "property", name=f"divergence.{key}", value=str(value))
+            ET.SubElement(props, "property", name=f"divergence.{key}",
+                          value=_xml_text(str(value)))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
@@ -154,7 +171,8 @@ def _kind(stream: dict) -> str:
 
 def markdown(report: dict) -> str:
     """``report.md``: the summary, then the per-layer table."""
-    parts = [f"# hwgen build: {Path(str(report.get('model'))).name} on {report.get('board')}",
+    kind = "build" if report.get("resources") is not None else "verify"
+    parts = [f"# hwgen {kind}: {Path(str(report.get('model'))).name} on {report.get('board')}",
              "", "```", summary(report), "```", ""]
     layers = report.get("layers") or []
     if layers:

@@ -7,8 +7,9 @@ values (MVAU, label select), with the FIFOs and width converters before it. It s
 input vectors through each prefix and compares the prefix's output stream with the golden
 model's output of that layer. The first prefix that differs names the layer (or the stream
 plumbing just before it), the frame and the element, with the expected and simulated values,
-and a VCD waveform of that prefix's run up to and including the frame is written (it opens in
-GTKWave or Surfer).
+and a VCD waveform of that prefix's run is written (it opens in GTKWave or Surfer): the
+failing frame and the :data:`CONTEXT` frames before it, or every frame up to it when the
+failure needs a longer history to reproduce.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import numpy as np
 
 from hwgen.compiler.dataflow import FIFO, Dataflow, WidthConverter
 
-__all__ = ["first_divergence"]
+__all__ = ["CONTEXT", "first_divergence"]
+
+#: Frames before the failing one that the waveform shows (the VCD grows by ~1.5 MB a frame
+#: for the digits MLP).
+CONTEXT = 2
 
 
 def _simulate(prefix: Dataflow, x_int, phase, seed, waveform=None):
@@ -49,7 +54,9 @@ def first_divergence(hw_graph: Dataflow, golden_layers: list, x_int: np.ndarray,
     Returns ``None`` when every prefix agrees (the divergence then depends on the full
     design's timing), else a dict: ``layer``, ``plumbing`` (FIFOs and width converters between
     it and the previous checked layer), ``frame``, ``element``, ``expected``, ``got``,
-    ``mismatches`` (elements of that layer's output that differ) and ``waveform`` (the VCD)."""
+    ``mismatches`` (elements of that layer's output that differ), ``waveform`` (the VCD) and
+    ``waveform_frames`` (the first and last input frame it covers; the VCD's run starts at the
+    first)."""
     out_dir = Path(out_dir)
     x_int = np.asarray(x_int, dtype=np.int64)
     layers = list(hw_graph.layers)
@@ -65,10 +72,15 @@ def first_divergence(hw_graph: Dataflow, golden_layers: list, x_int: np.ndarray,
         if len(bad):
             frame, element = (int(v) for v in bad[0])
             waveform = out_dir / f"divergence_{layer.name}.vcd"
-            _simulate(prefix, x_int[:frame + 1], phase, seed, waveform=waveform)
+            start = max(0, frame - CONTEXT)
+            window = _simulate(prefix, x_int[start:frame + 1], phase, seed, waveform=waveform)
+            if np.array_equal(window[-1], expected[frame]):  # needs the longer history
+                start = 0
+                _simulate(prefix, x_int[:frame + 1], phase, seed, waveform=waveform)
             return {"layer": layer.name, "plumbing": plumbing, "frame": frame,
                     "element": element, "expected": int(expected[frame, element]),
                     "got": int(got[frame, element]), "mismatches": len(bad),
-                    "phase": phase, "waveform": str(waveform)}
+                    "phase": phase, "waveform": str(waveform),
+                    "waveform_frames": [start, frame]}
         plumbing = []
     return None

@@ -211,14 +211,16 @@ def _runner_class():
 
 @contextlib.contextmanager
 def _outside_pytest():
-    """cocotb's runner calls ``sys.exit`` on test failure when it sees ``PYTEST_CURRENT_TEST``;
-    hide it so that failures reach us as exceptions and results files."""
-    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    """cocotb's runner calls ``sys.exit`` on test failure when it sees ``PYTEST_CURRENT_TEST``,
+    and lets ``WAVES``/``GUI`` override its tracing arguments (which would break the cache's
+    traced/untraced split): hide them, so that failures reach us as exceptions and results
+    files and tracing is what hwgen asked for."""
+    saved = {k: os.environ.pop(k) for k in ("PYTEST_CURRENT_TEST", "WAVES", "GUI")
+             if k in os.environ}
     try:
         yield
     finally:
-        if saved is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = saved
+        os.environ.update(saved)
 
 
 @contextlib.contextmanager
@@ -276,8 +278,7 @@ def build(
     harness = _harness_text(top, in_width, out_width)
     verilog = verilog + primitives.models(verilog)
     digest = hashlib.sha256()
-    args = BUILD_ARGS
-    for part in (verilog, harness, " ".join(args), _tool_versions(), f"trace={trace}"):
+    for part in (verilog, harness, " ".join(BUILD_ARGS), _tool_versions(), f"trace={trace}"):
         digest.update(part.encode())
         digest.update(b"\0")
     key = digest.hexdigest()[:20]
@@ -298,16 +299,17 @@ def build(
         log = directory / "build.log"
         runner = _runner_class()()
         try:
-            runner.build(
-                sources=[directory / "dut.v", directory / "harness.sv"],
-                hdl_toplevel=HARNESS_TOP,
-                build_dir=directory,
-                build_args=list(args),
-                waves=trace,
-                timescale=("1ns", "1ps"),
-                log_file=log,
-                always=True,
-            )
+            with _outside_pytest():
+                runner.build(
+                    sources=[directory / "dut.v", directory / "harness.sv"],
+                    hdl_toplevel=HARNESS_TOP,
+                    build_dir=directory,
+                    build_args=list(BUILD_ARGS),
+                    waves=trace,
+                    timescale=("1ns", "1ps"),
+                    log_file=log,
+                    always=True,
+                )
         except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
             raise VerilatorBuildError(
                 f"Verilator build of {top!r} failed ({e}); log {log}:\n{_tail(log)}"
@@ -324,7 +326,7 @@ def build(
 #: What a cached model keeps: the simulator executable, its sources and the build log. The
 #: rest (precompiled headers, objects, generated C++) is ~150 MB per model and never read
 #: again; ccache keeps what a rebuild can reuse.
-_KEEP = {HARNESS_TOP, "dut.v", "harness.sv", "build.log"}
+_KEEP = {HARNESS_TOP, "dut.v", "harness.sv", "build.log", _MARKER}
 
 
 def _prune(directory: Path) -> None:

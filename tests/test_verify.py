@@ -2,6 +2,7 @@
 simulator cache, and `hwgen.testing.assert_bit_exact`."""
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -100,3 +101,33 @@ def test_verify_bad_model_is_exit_2_with_junit(tmp_path):
     assert run.returncode == 2
     cases = junit_cases(tmp_path / "j.xml")
     assert list(cases) == ["build"] and cases["build"] is not None
+
+
+def _strict(text):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_unknown_board_still_writes_junit_and_json(tmp_path):
+    junit = tmp_path / "nested" / "results" / "j.xml"
+    run = hwgen("verify", EXAMPLE, "--board", "nosuch", "--junit", junit, "--json")
+    assert run.returncode == 2, run.stderr
+    assert _strict(run.stdout)["status"] == "failed"
+    assert list(junit_cases(junit)) == ["build"]
+
+
+@pytest.mark.slow
+def test_cocotb_env_switches_and_strict_json(tmp_path):
+    """WAVES=1 (cocotb's switch) must not change hwgen's simulator builds; with one vector the
+    cycle check fails, and --json stays strict JSON (no NaN)."""
+    x = tmp_path / "x.npy"
+    np.save(x, np.load(TEST_X)[:1])
+    env_run = subprocess.run(
+        [sys.executable, "-m", "hwgen", "verify", str(EXAMPLE), "--inputs", str(x), "--out",
+         str(tmp_path / "v"), "--json"], capture_output=True, text=True, timeout=1800,
+        env={**os.environ, "WAVES": "1"})
+    assert env_run.returncode == 1, env_run.stderr
+    report = _strict(env_run.stdout)
+    checks = {c["name"]: c["passed"] for c in report["checks"]}
+    assert checks["rtl_vs_golden[stream]"] and not checks["cycles_per_frame"]
