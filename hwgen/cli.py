@@ -24,6 +24,9 @@ def main():
     Start with:
       hwgen build examples/digits_mlp_w4a4.pt --board icebreaker \\
           --inputs examples/digits_test_x.npy --labels examples/digits_test_y.npy
+    and in CI (no synthesis, JUnit for the test report):
+      hwgen verify examples/digits_mlp_w4a4.pt --inputs examples/digits_test_x.npy \\
+          --junit hwgen-junit.xml
     """
 
 
