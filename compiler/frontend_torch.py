@@ -305,29 +305,14 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
             continue
         if target is QUANT:
             _, scale, zero_point, bits, signed, narrow = node.args
-            for arg, what in ((scale, "scale"), (zero_point, "zero point")):
-                if arg not in consts:
-                    raise QuantizationError(f"the {what} of quantizer node '{node.name}'"
-                                            f"{_where(node)} depends on the input; hwgen needs "
-                                            f"constant (trained or fixed) scales.")
-            scale = _scalar(consts[scale], "the scale", node)
-            _check_zero_point(_scalar(consts[zero_point], "the zero point", node), node)
-            if not scale > 0:
-                raise QuantizationError(f"quantizer node '{node.name}'{_where(node)} has scale "
-                                        f"{scale}; scales must be positive.")
+            scale, zero_point = _constants_of(node, consts, "quantizer", scale=scale,
+                                              zero_point=zero_point)
+            _check_zero_point(zero_point, node)
             nodes.append(ir.Quant(node.name, int(bits), bool(signed), bool(narrow), scale))
         elif target is BIPOLAR:
             _, scale, threshold = node.args
-            for arg, what in ((scale, "scale"), (threshold, "threshold")):
-                if arg not in consts:
-                    raise QuantizationError(f"the {what} of binarizer node '{node.name}'"
-                                            f"{_where(node)} depends on the input; hwgen needs "
-                                            f"constant (trained or fixed) values.")
-            scale = _scalar(consts[scale], "the scale", node)
-            if not scale > 0:
-                raise QuantizationError(f"binarizer node '{node.name}'{_where(node)} has scale "
-                                        f"{scale}; scales must be positive.")
-            threshold = _scalar(consts[threshold], "the threshold", node)
+            scale, threshold = _constants_of(node, consts, "binarizer", scale=scale,
+                                             threshold=threshold)
             nodes.append(ir.Quant(node.name, 1, False, False, scale, bipolar=True,
                                   threshold=threshold))
         elif target in LINEAR:
@@ -385,6 +370,23 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
         raise UnsupportedOpError("the model has no linear layer; hwgen needs at least one.")
     return ir.Graph(name=name, input_shape=tuple(input_shape or ()), nodes=nodes, output=output,
                     meta={"format": "torch.export"})
+
+
+def _constants_of(node, consts, kind: str, **args) -> list[float]:
+    """The values of a quantizer's or binarizer's per-tensor arguments (``scale`` first, which
+    must be positive), each a constant of the program."""
+    values = []
+    for name, arg in args.items():
+        what = name.replace("_", " ")
+        if arg not in consts:
+            raise QuantizationError(f"the {what} of {kind} node '{node.name}'{_where(node)} "
+                                    f"depends on the input; hwgen needs constant (trained or "
+                                    f"fixed) values.")
+        values.append(_scalar(consts[arg], f"the {what}", node))
+    if not values[0] > 0:
+        raise QuantizationError(f"{kind} node '{node.name}'{_where(node)} has scale "
+                                f"{values[0]}; scales must be positive.")
+    return values
 
 
 def _float_op(node, consts, index=None) -> ir.FloatOp:
