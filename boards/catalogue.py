@@ -9,6 +9,7 @@ build it and how their reports are read (see :mod:`hwgen.boards.build`). To add 
 from dataclasses import dataclass, field
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
 from ..compiler.errors import HwgenError
 
@@ -82,6 +83,17 @@ BOARDS: dict[str, Board] = {
             clock_mhz=12.0,
             baud=115200,
         ),
+        Board(
+            name="ulx3s-85f",
+            title="ULX3S (85F)",
+            family="ecp5",
+            platform_cls=ULX3S_85F_Platform,
+            device="LFE5U-85F",
+            package="BG381",
+            totals={"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156, "spram": 0},
+            clock_mhz=25.0,
+            baud=115200,
+        ),
     ]
 }
 
@@ -90,6 +102,7 @@ ALIASES: dict[str, str] = {
     "ice40": "icebreaker",
     "icebreaker-up5k": "icebreaker",
     "up5k": "icebreaker",
+    "ecp5": "ulx3s-85f",
 }
 
 
