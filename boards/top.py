@@ -6,11 +6,12 @@ utilisation figures would mean nothing).
 """
 
 from amaranth.build import ResourceError
-from amaranth.hdl import Elaboratable, Module, Signal
+from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hw.host_link import HostLink
+from ..hw.status_led import StatusLED
 from ..hw.uart import UARTRx, UARTTx, uart_divisor
 from .catalogue import Board, get_board
 
@@ -22,8 +23,8 @@ def _stream_width(port) -> int:
 
 
 class SerialAccelerator(wiring.Component):
-    """The accelerator, a :class:`~hwgen.hw.host_link.HostLink` and a UART, with pin-level
-    ports; platform independent, so it can be simulated as a whole.
+    """The accelerator behind a :class:`~hwgen.hw.host_link.HostLink` and a UART, with a
+    status LED and pin-level ports; platform independent, so it can be simulated as a whole.
 
     Parameters
     ----------
@@ -33,6 +34,9 @@ class SerialAccelerator(wiring.Component):
         Beats per frame on the accelerator's input and output.
     divisor : int
         UART clock cycles per bit.
+    clock_hz : float
+        Clock frequency, for the status LED's timing
+        (:meth:`~hwgen.hw.status_led.StatusLED.for_clock`).
 
     Members
     -------
@@ -40,19 +44,24 @@ class SerialAccelerator(wiring.Component):
         Serial line from the host (idle high).
     tx : Out(1)
         Serial line to the host (idle high).
-    error : Out(1)
-        Sticky: the accelerator's ``frame_error``, a UART framing error or overrun, or a
-        misframed accelerator output.
+    led : Out(1)
+        Status LED, active high (:class:`~hwgen.hw.status_led.StatusLED`).
+    fault : Out(1)
+        Sticky: the accelerator's ``frame_error`` or a misframed accelerator output (a
+        hardware bug; replies then say ``fault``). Request errors are answered, not latched.
     """
 
-    def __init__(self, accelerator, beats_in: int, beats_out: int, divisor: int):
+    def __init__(self, accelerator, beats_in: int, beats_out: int, divisor: int,
+                 clock_hz: float):
         self.accelerator = accelerator
         self.in_width  = _stream_width(accelerator.i)
         self.out_width = _stream_width(accelerator.o)
         self.link = HostLink(self.in_width, self.out_width, beats_in, beats_out)
         self.uart_rx = UARTRx(divisor)
         self.uart_tx = UARTTx(divisor)
-        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "error": Out(1)})
+        self.status = StatusLED.for_clock(clock_hz)
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "led": Out(1),
+                          "fault": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -60,17 +69,23 @@ class SerialAccelerator(wiring.Component):
         m.submodules.link = link = self.link
         m.submodules.uart_rx = uart_rx = self.uart_rx
         m.submodules.uart_tx = uart_tx = self.uart_tx
+        m.submodules.status = status = self.status
 
         wiring.connect(m, uart_rx.o, link.rx)
         wiring.connect(m, link.beats_o, acc.i)
         wiring.connect(m, acc.o, link.beats_i)
         wiring.connect(m, link.tx, uart_tx.i)
-        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx)]
-
-        link_error = Signal()
-        with m.If(uart_rx.error | uart_rx.overrun):
-            m.d.sync += link_error.eq(1)
-        m.d.comb += self.error.eq(acc.frame_error | link.misframed | link_error)
+        m.d.comb += [
+            uart_rx.rx.eq(self.rx),
+            self.tx.eq(uart_tx.tx),
+            link.line_error.eq(uart_rx.error | uart_rx.overrun),
+            link.fault.eq(acc.frame_error),
+            self.fault.eq(acc.frame_error | link.misframed),
+            status.ok.eq(link.replied_ok),
+            status.error.eq(link.replied_error),
+            status.fault.eq(self.fault),
+            self.led.eq(status.led),
+        ]
         return m
 
 
@@ -78,7 +93,7 @@ class BoardTop(Elaboratable):
     """Top-level elaboratable for a board build.
 
     Instantiates a :class:`SerialAccelerator` on ``platform.request("uart", 0)`` at the board's
-    baud rate, and shows its sticky ``error`` on LED 0 if the board has LEDs.
+    baud rate, and drives the board's status LED from it.
 
     Parameters
     ----------
@@ -106,7 +121,8 @@ class BoardTop(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.serial = serial = SerialAccelerator(
-            self.accelerator, self.beats_in, self.beats_out, self.divisor)
+            self.accelerator, self.beats_in, self.beats_out, self.divisor,
+            self.board.clock_hz)
         if platform is None:
             return m
         uart = platform.request("uart", 0, dir="-")
@@ -120,5 +136,5 @@ class BoardTop(Elaboratable):
                 pass
             else:
                 m.submodules.led_buf = led_buf = io.Buffer("o", led)
-                m.d.comb += led_buf.o.eq(serial.error)
+                m.d.comb += led_buf.o.eq(serial.led)
         return m

@@ -6,8 +6,10 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
+from hwgen.boards.protocol import LinkFormat, ReplyDecoder
 from hwgen.boards.standin import StandInAccelerator
 from hwgen.boards.top import BoardTop, SerialAccelerator
+from hwgen.hw.status_led import StatusLED
 
 DIV = 6
 
@@ -34,30 +36,58 @@ async def recv_byte(ctx, line):
 def test_frames_over_serial():
     beats = 3
     acc = StandInAccelerator(12, 10, beats, n_roms=1, seed=3)
-    dut = SerialAccelerator(acc, beats, beats, DIV)
+    dut = SerialAccelerator(acc, beats, beats, DIV, clock_hz=20_000)  # a 400-cycle flicker
+    fmt = LinkFormat(beats, 12, 1, beats, 10, 1)
     rng = random.Random(5)
     frames = [[rng.getrandbits(12) for _ in range(beats)] for _ in range(2)]
-    tx_bytes = [(b >> s) & 0xFF for f in frames for b in f for s in (0, 8)]
-    expect = [(acc.model(b) >> s) & 0xFF for f in frames for b in f for s in (0, 8)]
-    got = []
+    request = [fmt.request(k, f) for k, f in enumerate(frames)]
+    decoder = ReplyDecoder(fmt)
+    replies = []
+    leds = []
 
     async def host_tx(ctx):
-        for k, byte in enumerate(tx_bytes):
+        for k, byte in enumerate(b"".join(request)):
             if k == 3:
-                await ctx.tick().repeat(5 * DIV)  # the line idles mid-beat
+                await ctx.tick().repeat(5 * DIV)  # the line idles mid-request
             await send_byte(ctx, dut.rx, byte)
 
     async def host_rx(ctx):
-        while len(got) < len(expect):
-            got.append(await recv_byte(ctx, dut.tx))
-        assert not ctx.get(dut.error)
+        while len(replies) < len(frames):
+            replies.extend(decoder.feed(bytes([await recv_byte(ctx, dut.tx)])))
+            leds.append(ctx.get(dut.led))
+        assert not ctx.get(dut.fault)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
     sim.add_testbench(host_tx)
     sim.add_testbench(host_rx)
     sim.run()
-    assert got == expect
+    assert [(r.tag, r.status) for r in replies] == [(0, "ok"), (1, "ok")]
+    for reply, frame in zip(replies, frames, strict=True):
+        assert reply.outputs.tolist() == [acc.model(b) for b in frame]
+    assert 0 in leds  # the LED flickers off as a reply goes out
+
+
+def test_status_led():
+    dut = StatusLED(flash=3, hold=10, blink=2)
+    trace = []
+
+    async def tb(ctx):
+        for cycle in range(40):
+            ctx.set(dut.ok, cycle == 2)
+            ctx.set(dut.error, cycle == 10)
+            ctx.set(dut.fault, cycle >= 30)
+            await ctx.tick()
+            trace.append(ctx.get(dut.led))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert trace[:10] == [1, 1, 0, 0, 0, 1, 1, 1, 1, 1]   # lit; a flicker after ok
+    assert trace[10:21] == [0] * 10 + [1]               # a long gap after an error
+    assert trace[30:38] in ([1, 1, 0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 0, 0, 1, 1],
+                            [1, 0, 0, 1, 1, 0, 0, 1], [0, 1, 1, 0, 0, 1, 1, 0])
 
 
 def test_board_top_validates():
