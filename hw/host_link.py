@@ -33,6 +33,7 @@ link pads a short frame or waits for the accelerator overruns, and the next repl
 
 from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import crc, data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .stream import check_framing, framed_signature, rejecting
@@ -56,6 +57,8 @@ END, ESC, ESC_END, ESC_ESC = 0xC0, 0xDB, 0xDC, 0xDD
 CRC = crc.catalog.CRC16_IBM_SDLC
 #: Reply status codes.
 STATUS = {"ok": 0, "bad_crc": 1, "bad_length": 2, "line_error": 3, "fault": 4}
+#: Requests whose replies may wait at once (more stall the receiver, and the UART overruns).
+VERDICTS = 4
 
 
 def nbytes(width: int) -> int:
@@ -126,7 +129,7 @@ class HostLink(wiring.Component):
     rx : In(stream.Signature(unsigned(8)))
         Bytes from the host (:class:`~hwgen.hw.uart.UARTRx` ``o``). ``ready`` is low while an
         assembled beat waits for ``beats_o.ready``, while a short frame is padded, and on an
-        ``END`` while the previous verdict has not been taken by the reply side.
+        ``END`` while :data:`VERDICTS` requests already wait for their replies.
     line_error : In(1)
         Pulse: a UART framing error or overrun; the request in progress is answered
         ``line_error``.
@@ -180,9 +183,13 @@ class HostLink(wiring.Component):
         escaped  = Signal()
         line_bad = Signal()
         pad      = Signal(range(n_frame + 1))
-        verdict  = Signal(data.StructLayout({"tag": 8, "status": 8}))
-        verdict_valid = Signal()
-        verdict_taken = Signal()
+        # Verdicts wait here for their replies, so that a burst of short (bad) requests does
+        # not stall the receiver; held in registers (asynchronous read: never block RAM).
+        m.submodules.verdicts = verdicts = SyncFIFO(width=16, depth=VERDICTS)
+        verdict = data.View(data.StructLayout({"tag": 8, "status": 8}), verdicts.r_data)
+        new_verdict = data.View(data.StructLayout({"tag": 8, "status": 8}), verdicts.w_data)
+        verdict_valid = verdicts.r_rdy
+        verdict_taken = verdicts.r_en
         rx_tag   = Signal(8)  # apart from ``verdict``: a reply may still be waiting for it
 
         # Input beat assembly: bytes shift in from the top, so after n bytes the first one
@@ -210,13 +217,10 @@ class HostLink(wiring.Component):
         byte      = self.rx.payload
         is_end    = ~escaped & (byte == END)
         can_feed  = ~self.beats_o.valid
-        m.d.comb += self.rx.ready.eq(can_feed & (pad == 0) & ~(is_end & verdict_valid))
+        m.d.comb += self.rx.ready.eq(can_feed & (pad == 0) & ~(is_end & ~verdicts.w_rdy))
 
         with m.If(self.line_error):
             m.d.sync += line_bad.eq(1)
-        with m.If(verdict_taken):
-            m.d.sync += verdict_valid.eq(0)
-
         with m.If(pad != 0):
             # Complete a short frame with zeros so the accelerator stays aligned.
             with m.If(can_feed):
@@ -230,8 +234,8 @@ class HostLink(wiring.Component):
                          Mux(count != body, STATUS["bad_length"],
                          Mux(~rx_crc.match_detected, STATUS["bad_crc"], STATUS["ok"])))
                 with m.If(count != 0):
-                    m.d.sync += [verdict.tag.eq(rx_tag), verdict.status.eq(status),
-                                 verdict_valid.eq(1)]
+                    m.d.comb += [new_verdict.tag.eq(rx_tag), new_verdict.status.eq(status),
+                                 verdicts.w_en.eq(1)]
                     with m.If(count <= n_frame):
                         m.d.sync += pad.eq(n_frame + 1 - count)
                 m.d.sync += [count.eq(0), escaped.eq(0), line_bad.eq(0)]

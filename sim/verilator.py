@@ -276,9 +276,18 @@ def build(
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", top):
         raise ValueError(f"top must be a Verilog module name, not {top!r}")
     harness = _harness_text(top, in_width, out_width)
-    verilog = verilog + primitives.models(verilog)
+    return build_sources({"dut.v": verilog + primitives.models(verilog), "harness.sv": harness},
+                         toplevel=HARNESS_TOP, label=top, cache_dir=cache_dir, trace=trace)
+
+
+def build_sources(sources: dict[str, str], *, toplevel: str, label: str | None = None,
+                  cache_dir: str | os.PathLike | None = None, trace: bool = False) -> SimBuild:
+    """Build (or find in the cache) a cocotb-ready Verilator model of ``sources`` (file name
+    to text) with top module ``toplevel``; ``label`` names the design in errors."""
+    label = label or toplevel
     digest = hashlib.sha256()
-    for part in (verilog, harness, " ".join(BUILD_ARGS), _tool_versions(), f"trace={trace}"):
+    for part in (*sources, *sources.values(), toplevel, " ".join(BUILD_ARGS), _tool_versions(),
+                 f"trace={trace}"):
         digest.update(part.encode())
         digest.update(b"\0")
     key = digest.hexdigest()[:20]
@@ -294,15 +303,15 @@ def build(
         if directory.exists():
             shutil.rmtree(directory)  # left over from an interrupted build
         directory.mkdir(parents=True)
-        (directory / "dut.v").write_text(verilog)
-        (directory / "harness.sv").write_text(harness)
+        for name, text in sources.items():
+            (directory / name).write_text(text)
         log = directory / "build.log"
         runner = _runner_class()()
         try:
             with _outside_pytest():
                 runner.build(
-                    sources=[directory / "dut.v", directory / "harness.sv"],
-                    hdl_toplevel=HARNESS_TOP,
+                    sources=[directory / name for name in sources],
+                    hdl_toplevel=toplevel,
                     build_dir=directory,
                     build_args=list(BUILD_ARGS),
                     waves=trace,
@@ -312,13 +321,13 @@ def build(
                 )
         except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
             raise VerilatorBuildError(
-                f"Verilator build of {top!r} failed ({e}); log {log}:\n{_tail(log)}"
+                f"Verilator build of {label!r} failed ({e}); log {log}:\n{_tail(log)}"
             ) from None
-        if not (directory / HARNESS_TOP).exists():
+        if not (directory / toplevel).exists():
             raise VerilatorBuildError(
-                f"Verilator build of {top!r} produced no executable; log {log}:\n{_tail(log)}"
+                f"Verilator build of {label!r} produced no executable; log {log}:\n{_tail(log)}"
             )
-        _prune(directory)
+        _prune(directory, keep={toplevel, *sources})
         marker.write_text(_tool_versions() + "\n")
         return SimBuild(directory, key, built=True, build_s=time.perf_counter() - t0)
 
@@ -326,12 +335,12 @@ def build(
 #: What a cached model keeps: the simulator executable, its sources and the build log. The
 #: rest (precompiled headers, objects, generated C++) is ~150 MB per model and never read
 #: again; ccache keeps what a rebuild can reuse.
-_KEEP = {HARNESS_TOP, "dut.v", "harness.sv", "build.log", _MARKER}
+_KEEP = {"build.log", _MARKER}
 
 
-def _prune(directory: Path) -> None:
+def _prune(directory: Path, keep: set[str]) -> None:
     for path in directory.iterdir():
-        if path.name in _KEEP:
+        if path.name in _KEEP or path.name in keep:
             continue
         if path.is_dir():
             shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,144 @@
+"""The full-system check: the board design (accelerator, host link, UART, status LED)
+simulated from its serial pins, with every reply checked against the golden model.
+
+Requests are encoded and replies decoded by :mod:`hwgen.boards.protocol`, the code ``hwgen
+run`` uses on a real board. Besides every test input, the run sends bad requests between the
+good ones (a flipped bit, a truncated request, a UART framing error, an over-long request,
+junk between packets) and checks that each is answered with its reason and that the next
+good request is answered correctly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ..hw.host_link import END, nbytes
+from ..hw.spram import PRIMITIVES
+from ..hw.top import Accelerator
+from ..sim.uart_link import Chunk, simulate_link
+from .protocol import LinkFormat, ReplyDecoder
+from .top import SerialAccelerator
+
+__all__ = ["BAD_REQUESTS", "check_link", "system_verilog"]
+
+TOP = "hwgen_system"
+
+#: The bad requests sent by :func:`check_link` and the status each must get.
+BAD_REQUESTS = {
+    "flipped_bit": "bad_crc",
+    "truncated": "bad_length",
+    "framing_error": "line_error",
+    "too_long": "bad_length",
+    "junk_between_packets": "bad_length",
+}
+
+
+def system_verilog(graph, divisor: int, clock_hz: float) -> str:
+    """Verilog of the :class:`~hwgen.boards.top.SerialAccelerator` for ``graph`` (module
+    ``hwgen_system``: ``clk``, ``rst``, ``rx``, ``tx``, ``led``, ``fault``)."""
+    from amaranth.back import verilog
+
+    acc = Accelerator(graph)
+    serial = SerialAccelerator(acc, acc.beats_in, acc.beats_out, divisor, clock_hz)
+    saved = os.environ.get("AMARANTH_USE_YOSYS")
+    os.environ["AMARANTH_USE_YOSYS"] = "builtin"  # same text everywhere: the cache key
+    try:
+        return verilog.convert(serial, name=TOP, platform=PRIMITIVES, emit_src=False)
+    finally:
+        if saved is None:
+            del os.environ["AMARANTH_USE_YOSYS"]
+        else:
+            os.environ["AMARANTH_USE_YOSYS"] = saved
+
+
+def _bad_requests(fmt: LinkFormat, codes, tag: int) -> list[tuple[str, Chunk]]:
+    good = fmt.request(tag, codes)
+    body = bytearray(good[1:-1])
+    flipped = bytearray(body)
+    k = 1 + len(flipped) // 3  # an input byte
+    flipped[k] ^= 0x10
+    if END in (flipped[k], body[k]) or 0xDB in (flipped[k], body[k]):
+        flipped[k] ^= 0x30  # keep clear of SLIP's special bytes
+    packet = bytes([END]) + bytes(flipped) + bytes([END])
+    truncated = good[:1 + max(2, nbytes(fmt.in_width))] + bytes([END])
+    too_long = good[:-1] + bytes([0x55, END])
+    junk = bytes([0x13, 0x37, END])  # the host sends END first, so junk forms its own packet
+    return [
+        ("flipped_bit", Chunk(packet)),
+        ("truncated", Chunk(truncated)),
+        ("framing_error", Chunk(good, bad_stop=(len(good) // 2,))),
+        ("too_long", Chunk(too_long)),
+        ("junk_between_packets", Chunk(junk)),
+    ]
+
+
+def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
+               bad_requests: bool = True, cache_dir=None) -> dict:
+    """Send every row of ``codes`` (accelerator input integers) through the simulated board
+    and compare every reply with ``expected`` (the golden model's outputs, ``[frames,
+    n_out]``). Returns a JSON-ready summary; ``mismatches`` counts wrong outputs, missing
+    replies and bad requests not answered as :data:`BAD_REQUESTS` says."""
+    fmt = LinkFormat.from_graph(graph)
+    codes = np.asarray(codes)
+    expected = np.asarray(expected).reshape(len(codes), -1)
+    chunks, plan = [], []  # plan: (kind, frame or bad-request name, tag)
+    for k, row in enumerate(codes):
+        tag = k & 0xFF
+        chunks.append(Chunk(fmt.request(tag, row)))
+        plan.append(("good", k, tag))
+        if bad_requests and k == 0:
+            for name, chunk in _bad_requests(fmt, row, 0xF0):
+                chunks.append(chunk)
+                plan.append(("bad", name, 0x13 if name == "junk_between_packets" else 0xF0))
+    run = simulate_link(system_verilog(graph, divisor, clock_hz), top=TOP, chunks=chunks,
+                        divisor=divisor, cache_dir=cache_dir)
+    replies = ReplyDecoder(fmt).feed(run.data)
+
+    problems, bad_seen = [], {}
+    wrong = 0
+    for index, (kind, what, tag) in enumerate(plan):
+        reply = replies[index] if index < len(replies) else None
+        if reply is None:
+            problems.append(f"no reply to {kind} request {what}")
+            wrong += 1
+            continue
+        if reply.tag != tag:
+            problems.append(f"reply {index} has tag {reply.tag}, expected {tag} ({what})")
+            wrong += 1
+        elif kind == "bad":
+            bad_seen[what] = reply.status
+            if reply.status != BAD_REQUESTS[what]:
+                problems.append(f"bad request {what} answered {reply.status}, expected "
+                                f"{BAD_REQUESTS[what]}")
+                wrong += 1
+        elif not reply.ok:
+            problems.append(f"frame {what} answered {reply.status} {reply.problem}".strip())
+            wrong += 1
+        elif not np.array_equal(reply.outputs, expected[what]):
+            problems.append(f"frame {what}: outputs {reply.outputs.tolist()}, golden "
+                            f"{expected[what].tolist()}")
+            wrong += 1
+    if len(replies) > len(plan):
+        problems.append(f"{len(replies) - len(plan)} replies more than requests")
+        wrong += len(replies) - len(plan)
+    if run.fault:
+        problems.append("the design's fault flag is set")
+        wrong += 1
+    bits_per_frame = 10 * (len(fmt.request(0, codes[0])) + fmt.reply_bytes + 2)
+    return {
+        "frames": len(codes),
+        "requests": len(plan),
+        "replies": len(replies),
+        "mismatches": wrong,
+        "problems": problems[:10],
+        "bad_requests": bad_seen,
+        "divisor": divisor,
+        "simulated_cycles": run.cycles,
+        "wall_s": round(run.wall_s, 2),
+        "simulator_built": run.built,
+        "request_bytes": fmt.request_bytes,
+        "reply_bytes": fmt.reply_bytes,
+        "bits_per_frame": bits_per_frame,
+    }
