@@ -79,7 +79,9 @@ def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
     """Send every row of ``codes`` (accelerator input integers) through the simulated board
     and compare every reply with ``expected`` (the golden model's outputs, ``[frames,
     n_out]``). Returns a JSON-ready summary; ``mismatches`` counts wrong outputs, missing
-    replies and bad requests not answered as :data:`BAD_REQUESTS` says."""
+    replies and bad requests not answered as :data:`BAD_REQUESTS` says; ``cycles_per_reply``
+    is the measured distance between replies (the link's throughput when requests come back
+    to back)."""
     fmt = LinkFormat.from_graph(graph)
     codes = np.asarray(codes)
     expected = np.asarray(expected).reshape(len(codes), -1)
@@ -126,7 +128,10 @@ def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
     if run.fault:
         problems.append("the design's fault flag is set")
         wrong += 1
-    bits_per_frame = 10 * (len(fmt.request(0, codes[0])) + fmt.reply_bytes + 2)
+    # Replies end with an END byte; in steady state they follow the link's own rate.
+    finishes = [cycle for cycle, byte, _ in run.received if byte == END][1::2]
+    period = ((finishes[-1] - finishes[0]) / (len(finishes) - 1)
+              if len(finishes) > 2 else None)
     return {
         "frames": len(codes),
         "requests": len(plan),
@@ -140,5 +145,8 @@ def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
         "simulator_built": run.built,
         "request_bytes": fmt.request_bytes,
         "reply_bytes": fmt.reply_bytes,
-        "bits_per_frame": bits_per_frame,
+        "request_wire_bytes": round(float(np.mean(
+            [len(c.data) for c, (kind, _, _) in zip(chunks, plan, strict=True)
+             if kind == "good"])), 2),
+        "cycles_per_reply": period,
     }

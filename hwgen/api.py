@@ -38,7 +38,13 @@ __all__ = ["BuildOptions", "build"]
 
 #: Files a build writes into its folder (besides the bitstream and the board/ logs).
 OUTPUTS = ("report.json", "report.md", "top.v", "folding.json", "vectors.npy",
-           "vectors_int.npy", "golden.npy", "simulated.npy", "simulated_backpressure.npy")
+           "vectors_int.npy", "golden.npy", "simulated.npy", "simulated_backpressure.npy",
+           "host_link.json")
+#: UART clock cycles per bit in the full-system simulation of every vector (the board's real
+#: bit rate is simulated on a few frames after the clock is known).
+LINK_SIM_DIVISOR = 8
+#: Frames simulated at the board's real bit rate.
+LINK_BOARD_RATE_FRAMES = 4
 #: Frames before the pipeline is in steady state; later frames must be exactly on time.
 WARMUP_FRAMES = 2
 
@@ -59,6 +65,7 @@ class BuildOptions:
     backpressure: bool = True
     fault: str | None = None
     allow_pickle: bool = False
+    link_vectors: int = 400
 
 
 @dataclass
@@ -287,6 +294,8 @@ def _build(model, options, board, out, stages, report):
         _raise_failed(report, (f". Injected fault: {fault}." if fault else
                                f". Vectors and outputs are in {out}.")
                       + divergence_text(report.get("divergence")))
+        if board_job is not None and options.link_vectors:
+            _link_check(report, hw_graph, x_int, expected, board, stages, options.link_vectors)
     except BaseException:
         if board_job is not None:
             board_job.cancel()
@@ -299,9 +308,61 @@ def _build(model, options, board, out, stages, report):
         return
     with stages("bitstream", f"Yosys + nextpnr for {board.name}"):
         result = board_job.result()
+    if options.link_vectors:
+        from hwgen.hw.uart import uart_divisor
+        clock_hz = result.clock_mhz * 1e6
+        try:
+            _link_check(report, hw_graph, x_int, expected, board, stages,
+                        LINK_BOARD_RATE_FRAMES, divisor=uart_divisor(clock_hz, board.baud),
+                        clock_hz=clock_hz, key="link_board_rate")
+        except BaseException:
+            shutil.rmtree(out / "board", ignore_errors=True)
+            raise
+        _link_throughput(report, board, clock_hz, graph.cycles_per_frame)
     _board_report(report, result, graph, board, out, stages)
+    _write_link_description(out, graph, board, result.clock_mhz, report)
     # The stage's own cost, not just the wait for it after the simulation.
     stages.wall_s["bitstream"] = result.wall_s.get("total", stages.wall_s["bitstream"])
+
+
+def _link_check(report, graph, x_int, expected, board, stages, vectors,
+                divisor=LINK_SIM_DIVISOR, clock_hz=None, key="link"):
+    """The full-system UART simulation (:func:`hwgen.boards.system.check_link`)."""
+    from hwgen.boards.system import BAD_REQUESTS, check_link
+    n = min(len(x_int), vectors)
+    bad = key == "link"
+    what = (f"{n} requests and {len(BAD_REQUESTS)} bad ones through the UART pins, "
+            f"{divisor} cycles per bit" if bad else
+            f"{n} requests at the board's bit rate ({divisor} cycles per bit)")
+    with stages(key, what):
+        link = check_link(graph, x_int[:n], expected[:n], divisor=divisor,
+                          clock_hz=clock_hz or board.clock_hz, bad_requests=bad)
+    report[key] = link
+    _check(report, key, link["mismatches"] == 0,
+           f"the full-system UART simulation ({what}) got {link['mismatches']} wrong or "
+           f"missing replies: " + "; ".join(link["problems"]))
+    _raise_failed(report)
+
+
+def _link_throughput(report, board, clock_hz, cycles_per_frame):
+    """Frames per second over the host link (measured at the board's bit rate) beside the
+    accelerator's own."""
+    period = report["link_board_rate"]["cycles_per_reply"]
+    link = report["link"] if "link" in report else report["link_board_rate"]
+    link["baud"] = board.baud
+    link["fps_link"] = round(clock_hz / period, 1) if period else None
+    link["fps_accelerator"] = round(clock_hz / cycles_per_frame, 1)
+    if period:
+        link["link_bound"] = period > cycles_per_frame
+
+
+def _write_link_description(out, graph, board, clock_mhz, report):
+    from hwgen.boards.protocol import LinkDescription, LinkFormat
+    LinkDescription(
+        format=LinkFormat.from_graph(graph), input_quant=graph.input,
+        output="logits" if graph.outputs_logits else "class", baud=board.baud,
+        board=board.name, clock_mhz=clock_mhz,
+        accelerator_fps=round(clock_mhz * 1e6 / graph.cycles_per_frame, 1)).write(out)
 
 
 def _board_build(hw_graph, graph, board, out, seed, beats_out):

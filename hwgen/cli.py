@@ -151,7 +151,12 @@ def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpre
 @click.option("--no-bitstream", is_flag=True,
               help="Stop after verification (no synthesis, place and route); see also "
                    "`hwgen verify`.")
-def build(model, no_bitstream, **kw):
+@click.option("--link-vectors", type=click.IntRange(min=0), default=400, show_default=True,
+              help="Vectors sent through the full-system simulation of the board design "
+                   "(accelerator, host link, UART pins), plus bad requests that must be "
+                   "answered with errors; a few more run at the board's real bit rate. 0 "
+                   "skips it.")
+def build(model, no_bitstream, link_vectors, **kw):
     """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
     build a bitstream for the board.
 
@@ -162,7 +167,9 @@ def build(model, no_bitstream, **kw):
     Exit status: 0 when every check passed, 1 when verification failed, 2 for a bad model,
     input or a design that does not fit.
     """
-    _run(model, _options(**kw, bitstream=not no_bitstream))
+    options = _options(**kw, bitstream=not no_bitstream)
+    options.link_vectors = link_vectors
+    _run(model, options)
 
 
 @main.command()
@@ -207,6 +214,67 @@ def boards():
         also = f" (also: {', '.join(aliases)})" if aliases else ""
         click.echo(f"{board.name}{also}: {board.title}, {board.device}, "
                    f"{board.clock_mhz:g} MHz clock; {totals}")
+
+
+@main.command()
+@click.argument("build_dir", metavar="BUILD", type=click.Path(path_type=Path, exists=True,
+                                                              file_okay=False))
+@click.option("--port", "-p", required=True,
+              help="The board's serial port (/dev/ttyUSB1 on an iCEBreaker: its FTDI's "
+                   "second interface), or any pyserial URL.")
+@click.option("--input", "inputs", required=True, type=click.Path(path_type=Path,
+                                                                   exists=True),
+              help="A .npy of model inputs [N, ...], float or integer as the model takes "
+                   "them (the same kind of file as build --inputs).")
+@click.option("--labels", type=click.Path(path_type=Path, exists=True),
+              help="A .npy of N class labels: adds accuracy.")
+@click.option("--out", "-o", "out_file", type=click.Path(path_type=Path),
+              help="Write the accelerator's outputs [N, n_out] there (.npy).")
+@click.option("--window", type=click.IntRange(1, 4), default=2, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--timeout", "timeout_s", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for a reply before resending.")
+def run(build_dir, port, inputs, labels, out_file, window, timeout_s):
+    """Send inputs to a flashed board over its serial port and print the results.
+
+    \b
+    BUILD is the folder `hwgen build` wrote (its host_link.json describes the link). Each
+    input is quantized as the model does, sent as one request of the host link protocol
+    (docs/boards.md), and the reply checked; a corrupt, failed or late reply is resent.
+    Prints the predicted classes (first 20), accuracy with --labels, and the frames per
+    second measured over the link beside the accelerator's own.
+      hwgen run build/digits_mlp_w4a4-icebreaker --port /dev/ttyUSB1 \\
+          --input examples/digits_test_x.npy --labels examples/digits_test_y.npy
+    """
+    import numpy as np
+
+    from hwgen.boards.host import run as run_host
+    from hwgen.boards.protocol import LinkDescription
+
+    try:
+        desc = LinkDescription.read(build_dir)
+        x = np.load(inputs, allow_pickle=False)
+        y = np.load(labels, allow_pickle=False).reshape(-1) if labels else None
+        if y is not None and len(y) != len(x):
+            raise click.BadParameter(f"--labels has {len(y)} entries, --input {len(x)}")
+        status = console.status(f"sending {len(x)} frames to {port}", spinner="dots")
+        with status:
+            result = run_host(build_dir, port, x, window=window, timeout_s=timeout_s,
+                              progress=lambda n: status.update(f"{n}/{len(x)} frames"))
+    except (HwgenError, OSError, ValueError) as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(getattr(exc, "exit_code", 2))
+    if out_file is not None:
+        np.save(out_file, result.outputs)
+    shown = " ".join(str(int(c)) for c in result.predicted[:20])
+    click.echo(f"classes: {shown}{' ...' if len(x) > 20 else ''}")
+    if y is not None:
+        click.echo(f"accuracy: {np.mean(result.predicted == y):.2%} over {len(y)} inputs")
+    click.echo(f"{len(x)} frames in {result.seconds:.2f}s: {result.fps:,.0f} frames/s over "
+               f"the link at {desc.baud} baud (the accelerator alone: "
+               f"{desc.accelerator_fps:,.0f} frames/s at {desc.clock_mhz:g} MHz)")
+    if result.resent:
+        click.echo("resent: " + ", ".join(f"{k} {v}" for k, v in result.resent.items()))
 
 
 if __name__ == "__main__":
