@@ -153,6 +153,15 @@ def summary(report: dict) -> str:
                      f"{_fmt(report.get('fmax_mhz'), ' MHz')}; "
                      f"{_fmt(report.get('fps'), ' frames/s', 0)} "
                      f"({_fmt(report.get('fps_at_fmax'), ' at fmax', 0)})")
+    link = report.get("link")
+    if link:
+        bad = ", ".join(f"{k} -> {v}" for k, v in link.get("bad_requests", {}).items())
+        lines.append(f"  host link (simulated from the UART pins): {link['mismatches']} wrong "
+                     f"of {link['frames']} frames" + (f"; bad requests {bad}" if bad else ""))
+        if link.get("fps_link"):
+            lines.append(f"  over the link at {link['baud']} baud: {link['fps_link']:,.0f} "
+                         f"frames/s measured (the accelerator alone "
+                         f"{link['fps_accelerator']:,.0f})")
     if report.get("bitstream"):
         lines.append(f"  bitstream: {report['bitstream']}")
     wall = report.get("wall_s", {})
