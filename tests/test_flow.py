@@ -61,6 +61,20 @@ def test_example_builds_to_verified_bitstream(tmp_path):
         if layer["type"] == "MVAU":
             assert layer["pe"] >= 1 and layer["simd"] >= 1 and layer["acc_bits"] > 0
     assert "PASSED" in run.stdout
+    # The board design, simulated from its UART pins: every test input answered exactly, bad
+    # requests answered with their reason, and a few frames at the real bit rate.
+    link = report["link"]
+    assert link["frames"] == 360 and link["mismatches"] == 0 and link["replies"] == 365
+    assert link["bad_requests"] == {"flipped_bit": "bad_crc", "truncated": "bad_length",
+                                    "framing_error": "line_error", "too_long": "bad_length",
+                                    "junk_between_packets": "bad_length"}
+    assert report["link_board_rate"]["mismatches"] == 0
+    assert report["link_board_rate"]["divisor"] == 104
+    # At 115200 baud a request of about 40 bytes takes about 3.5 ms.
+    assert 200 < link["fps_link"] < 400 and link["link_bound"]
+    host = json.loads((out / "host_link.json").read_text())
+    assert host["baud"] == 115200 and host["format"]["n_in"] == 64
+    assert "host link (simulated from the UART pins): 0 wrong of 360 frames" in run.stdout
 
 
 @pytest.mark.slow
