@@ -14,7 +14,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..hw.stream import check_framing, framed_signature
 
-__all__ = ["StandInAccelerator"]
+__all__ = ["StandInAccelerator", "XorAccelerator"]
 
 ROM_DEPTH = 256
 ROM_WIDTH = 16
@@ -117,4 +117,66 @@ class StandInAccelerator(wiring.Component):
             self.o.payload.data.eq(word),
             self.o.payload.last.eq(last),
         ]
+        return m
+
+
+class XorAccelerator(wiring.Component):
+    """The least an accelerator can be: the XOR of a frame's input beats, sent as
+    ``beats_out`` output beats (beat ``k`` is that XOR plus ``k``, truncated or zero-extended
+    to ``out_width``). Used to measure what the host link costs on its own: a board top
+    around it is the link, the UART, the LED and about ``in_width + out_width`` cells more.
+
+    Members
+    -------
+    i : In(framed_signature(in_width))
+        Always ready except while a frame's outputs are sent.
+    o : Out(framed_signature(out_width))
+    frame_error : Out(1)
+        Sticky: an input ``last`` disagreed with the ``beats_in`` count.
+    """
+
+    def __init__(self, in_width: int, out_width: int, beats_in: int, beats_out: int):
+        for name, value in (("in_width", in_width), ("out_width", out_width),
+                            ("beats_in", beats_in), ("beats_out", beats_out)):
+            if not isinstance(value, int) or value < 1:
+                self._MustUse__silence = True  # never built, so never elaborated
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        self.in_width, self.out_width = in_width, out_width
+        self.beats_in, self.beats_out = beats_in, beats_out
+        super().__init__({
+            "i":           In(framed_signature(in_width)),
+            "o":           Out(framed_signature(out_width)),
+            "frame_error": Out(1),
+        })
+
+    def model(self, beats: list[int]) -> list[int]:
+        """Expected output beats for one frame of input beats."""
+        word = 0
+        for beat in beats:
+            word ^= beat
+        return [(word + k) % (1 << self.out_width) for k in range(self.beats_out)]
+
+    def elaborate(self, platform):
+        m = Module()
+        acc  = Signal(self.in_width)
+        word = Signal(self.in_width)
+        left = Signal(range(self.beats_out + 1))
+        step = Signal(range(self.beats_out))
+        taken = self.i.valid & self.i.ready
+        check_framing(m, taken, self.i.payload.last, self.beats_in, self.frame_error)
+        count = Signal(range(self.beats_in))
+        m.d.comb += self.i.ready.eq(left == 0)
+        with m.If(taken):
+            with m.If(count == self.beats_in - 1):
+                m.d.sync += [count.eq(0), acc.eq(0), word.eq(acc ^ self.i.payload.data),
+                             left.eq(self.beats_out), step.eq(0)]
+            with m.Else():
+                m.d.sync += [count.eq(count + 1), acc.eq(acc ^ self.i.payload.data)]
+        m.d.comb += [
+            self.o.valid.eq(left != 0),
+            self.o.payload.data.eq(word + step),
+            self.o.payload.last.eq(left == 1),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += [left.eq(left - 1), step.eq(step + 1)]
         return m

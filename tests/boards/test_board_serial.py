@@ -7,7 +7,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hwgen.boards.protocol import LinkFormat, ReplyDecoder
-from hwgen.boards.standin import StandInAccelerator
+from hwgen.boards.standin import StandInAccelerator, XorAccelerator
 from hwgen.boards.top import BoardTop, SerialAccelerator
 from hwgen.hw.status_led import StatusLED
 
@@ -97,3 +97,27 @@ def test_board_top_validates():
     Fragment.get(top, None)  # elaborates without a platform (no pins)
     with pytest.raises(TypeError, match="frame_error"):
         BoardTop(object(), 1, 1, "ice40")
+
+
+def test_xor_accelerator_over_serial():
+    acc = XorAccelerator(12, 9, beats_in=3, beats_out=2)
+    dut = SerialAccelerator(acc, 3, 2, DIV, clock_hz=20_000)
+    fmt = LinkFormat(3, 12, 1, 2, 9, 1)
+    frames = [[0x123, 0x456, 0x789], [0xFFF, 0x001, 0x0C0]]
+    decoder = ReplyDecoder(fmt)
+    replies = []
+
+    async def host_tx(ctx):
+        for byte in b"".join(fmt.request(k, f) for k, f in enumerate(frames)):
+            await send_byte(ctx, dut.rx, byte)
+
+    async def host_rx(ctx):
+        while len(replies) < len(frames):
+            replies.extend(decoder.feed(bytes([await recv_byte(ctx, dut.tx)])))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(host_tx)
+    sim.add_testbench(host_rx)
+    sim.run()
+    assert [r.outputs.tolist() for r in replies] == [acc.model(f) for f in frames]
