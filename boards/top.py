@@ -5,7 +5,6 @@ pins and synthesis keeps all of it (an unconnected accelerator would be optimise
 utilisation figures would mean nothing).
 """
 
-from amaranth.build import ResourceError
 from amaranth.hdl import Elaboratable, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -129,12 +128,8 @@ class BoardTop(Elaboratable):
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
         m.d.comb += [serial.rx.eq(rx_buf.i), tx_buf.o.eq(serial.tx)]
-        if self.board.has_leds:
-            try:
-                led = platform.request("led", 0, dir="-")
-            except ResourceError:
-                pass
-            else:
-                m.submodules.led_buf = led_buf = io.Buffer("o", led)
-                m.d.comb += led_buf.o.eq(serial.led)
+        led = self.board.request_status_led(platform)
+        if led is not None:
+            m.submodules.led_buf = led_buf = io.Buffer("o", led)
+            m.d.comb += led_buf.o.eq(serial.led)
         return m

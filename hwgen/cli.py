@@ -204,16 +204,98 @@ def verify(model, junit, as_json, **kw):
     _run(model, _options(**kw, bitstream=False), junit=junit, as_json=as_json)
 
 
+def _boards_table():
+    """The catalogue as a rich table, one row per board, and the notes below it: aliases,
+    units, and the header pins of the boards whose host link needs a USB-serial adapter."""
+    from rich import box
+    from rich.table import Table
+
+    from hwgen.boards.catalogue import BOARDS
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("board", min_width=14, overflow="fold")
+    table.add_column("device", overflow="fold")
+    table.add_column("LUT/FF/BRAM/DSP/SPRAM", justify="right", no_wrap=True)
+    table.add_column("clock\nbaud", justify="right", no_wrap=True)
+    table.add_column("programmer", overflow="fold")
+    table.add_column("host link", overflow="fold")
+    aliases, pins = [], []
+    for board in BOARDS.values():
+        t = board.totals
+        uart = board.uart_header
+        if uart is None:
+            link = f"USB serial\n[dim]{board.usb_serial}[/]"
+        else:
+            link = f"header pins\n[dim]TX {uart.tx}, RX {uart.rx}[/]"
+            pins.append(f"  {board.name}: {uart.where}")
+        if board.aliases:
+            aliases.append(f"  {board.name}: {', '.join(board.aliases)}")
+        table.add_row(f"[bold]{board.name}[/]\n{board.title}",
+                      f"{board.device}\n[dim]{board.package}[/]",
+                      "/".join(str(t.get(k, 0)) for k in ("lut", "ff", "bram", "dsp", "spram")),
+                      f"{board.clock_mhz:g} MHz\n{board.baud}", board.programmer, link,
+                      end_section=True)
+    notes = ("Aliases, also accepted as --board:\n" + "\n".join(aliases) + "\n"
+             "LUT: logic cells (iCE40) or LUT4s (ECP5); BRAM: 4 Kbit EBRs (iCE40) or 18 Kbit "
+             "blocks (ECP5).\nHeader pins take a 3.3 V USB-serial adapter (its RX to TX, its "
+             "TX to RX, and GND):\n" + "\n".join(pins)
+             + "\nPins, status LEDs and flashing: docs/boards.md")
+    return table, notes
+
+
 @main.command()
 def boards():
-    """List the boards hwgen can build for."""
-    from hwgen.boards.catalogue import ALIASES, BOARDS
-    for board in BOARDS.values():
-        totals = ", ".join(f"{k} {v}" for k, v in board.totals.items())
-        aliases = sorted(alias for alias, name in ALIASES.items() if name == board.name)
-        also = f" (also: {', '.join(aliases)})" if aliases else ""
-        click.echo(f"{board.name}{also}: {board.title}, {board.device}, "
-                   f"{board.clock_mhz:g} MHz clock; {totals}")
+    """List the boards hwgen can build for.
+
+    Device, resources (LUT: logic cells or LUT4s; BRAM: 4 Kbit EBRs on iCE40, 18 Kbit blocks
+    on ECP5), clock, baud rate, programmer, host link and aliases. Use a name or an alias as
+    --board; docs/boards.md has the pins, the status LEDs and how to flash.
+    """
+    # A pipe gets the whole table; a terminal gets it fitted to its width.
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    table, notes = _boards_table()
+    out.print(table)
+    out.print(notes)
+
+
+@main.command()
+@click.argument("build_dir", metavar="BUILD", type=click.Path(path_type=Path))
+@click.option("--board", "-b",
+              help="The board, when BUILD's report.json does not say (it must agree when it "
+                   "does). See `hwgen boards`.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the programming command and run nothing.")
+def flash(build_dir, board, dry_run):
+    """Program the board with the bitstream in BUILD.
+
+    \b
+    BUILD is a folder `hwgen build` wrote. Uses the board's own programming support in
+    amaranth-boards: iceprog (iCEBreaker, UPduino, iCEstick), tinyprog (TinyFPGA BX),
+    openFPGALoader (ULX3S) or dfu-util (OrangeCrab). A missing programmer or board is named
+    with what to install or connect (docs/boards.md).
+      hwgen flash build/digits_mlp_w4a4-icebreaker
+      hwgen flash build/digits_mlp_w4a4-icebreaker --dry-run
+    Exit status: 0 when programmed (or printed), 2 otherwise.
+    """
+    from hwgen.boards.flash import check_ready, program, programming_command
+
+    try:
+        plan = programming_command(build_dir, board)
+        for note in plan.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        devices = " or ".join(str(device) for device in plan.board.usb)
+        if dry_run:
+            console.print(f"dry run: this command programs the {plan.board.title} over USB "
+                          f"device {devices}; nothing was run")
+            click.echo(plan.command)
+            return
+        check_ready(plan)
+        console.print(f"programming the {plan.board.title} (USB device {devices}): "
+                      f"{plan.command}")
+        program(plan)
+    except HwgenError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    console.print(f"[green]✓[/] programmed the {plan.board.title} with {plan.bitstream.name}")
 
 
 @main.command()
