@@ -5,7 +5,7 @@ pins and synthesis keeps all of it (an unconnected accelerator would be optimise
 utilisation figures would mean nothing).
 """
 
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import ClockDomain, Elaboratable, Module
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,6 +13,7 @@ from ..hw.host_link import HostLink
 from ..hw.status_led import StatusLED
 from ..hw.uart import UARTRx, UARTTx, uart_divisor
 from .catalogue import Board, get_board
+from .pll import PLLDomain
 
 __all__ = ["BoardTop", "SerialAccelerator"]
 
@@ -103,10 +104,27 @@ class BoardTop(Elaboratable):
         Beats per frame.
     board : str or Board
         Board name or alias (see :func:`~hwgen.boards.catalogue.get_board`).
+    clock_hz : float, optional
+        Run the design from the board's PLL at the highest frequency not above this
+        (:class:`~hwgen.boards.pll.PLLDomain`); default: the board oscillator, no PLL.
+
+    Attributes
+    ----------
+    clock_hz : float
+        The frequency the design runs at (the PLL's output, or the oscillator's).
+    divisor : int
+        UART clock cycles per bit at ``clock_hz``.
     """
 
-    def __init__(self, accelerator, beats_in: int, beats_out: int, board: str | Board):
+    def __init__(self, accelerator, beats_in: int, beats_out: int, board: str | Board,
+                 clock_hz: float | None = None):
         self.board = get_board(board)
+        self.pll = None
+        if clock_hz is not None:
+            self.pll = PLLDomain.for_board(self.board, clock_hz)
+            self.clock_hz = self.pll.frequency_hz
+        else:
+            self.clock_hz = self.board.clock_hz
         for name in ("i", "o", "frame_error"):
             if name not in getattr(accelerator, "signature", wiring.Signature({})).members:
                 self._MustUse__silence = True  # never built, so never elaborated
@@ -115,15 +133,17 @@ class BoardTop(Elaboratable):
         self.accelerator = accelerator
         self.beats_in  = beats_in
         self.beats_out = beats_out
-        self.divisor   = uart_divisor(self.board.clock_hz, self.board.baud)
+        self.divisor   = uart_divisor(self.clock_hz, self.board.baud)
 
     def elaborate(self, platform):
         m = Module()
         m.submodules.serial = serial = SerialAccelerator(
-            self.accelerator, self.beats_in, self.beats_out, self.divisor,
-            self.board.clock_hz)
+            self.accelerator, self.beats_in, self.beats_out, self.divisor, self.clock_hz)
         if platform is None:
             return m
+        if self.pll is not None:
+            m.domains.sync = ClockDomain()  # the PLL drives it; the top must define it
+            m.submodules.pll = self.pll
         uart = platform.request("uart", 0, dir="-")
         m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
         m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)

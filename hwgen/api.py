@@ -18,10 +18,12 @@ A failing check stops the build with a non-zero exit; the report it leaves says 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +47,12 @@ OUTPUTS = ("report.json", "report.md", "top.v", "folding.json", "vectors.npy",
 LINK_SIM_DIVISOR = 8
 #: Frames simulated at the board's real bit rate.
 LINK_BOARD_RATE_FRAMES = 4
+#: The PLL is set to this fraction of the fmax the first place-and-route reached (placement
+#: changes with the constraint), and stepped down by PLL_STEP_DOWN if nextpnr misses it.
+PLL_MARGIN = 0.9
+PLL_STEP_DOWN = 0.85
+#: A PLL must beat the oscillator by this factor to be worth a second place-and-route.
+PLL_MIN_GAIN = 1.1
 #: Frames before the pipeline is in steady state; later frames must be exactly on time.
 WARMUP_FRAMES = 2
 
@@ -66,6 +74,7 @@ class BuildOptions:
     fault: str | None = None
     allow_pickle: bool = False
     link_vectors: int = 400
+    clock: str | float = "auto"
 
 
 @dataclass
@@ -277,8 +286,9 @@ def _build(model, options, board, out, stages, report):
     pool = ThreadPoolExecutor(max_workers=1)
     board_job = None
     if options.bitstream:
+        cancel = threading.Event()  # set when verification fails: skip a second pass
         board_job = pool.submit(_board_build, hw_graph, graph, board, out, options.seed,
-                                beats_out)
+                                beats_out, options.clock, cancel)
     try:
         with stages("simulate", f"Verilator: {len(x)} vectors x {len(phases)} runs"
                     + (" (synthesis running alongside)" if board_job else "")):
@@ -299,6 +309,7 @@ def _build(model, options, board, out, stages, report):
     except BaseException:
         if board_job is not None:
             board_job.cancel()
+            cancel.set()
             _discard_board(board_job, out)
         raise
     finally:
@@ -307,7 +318,8 @@ def _build(model, options, board, out, stages, report):
         report["resources"] = None
         return
     with stages("bitstream", f"Yosys + nextpnr for {board.name}"):
-        result = board_job.result()
+        result, clock = board_job.result()
+    report["clock"] = clock
     if options.link_vectors:
         from hwgen.hw.uart import uart_divisor
         clock_hz = result.clock_mhz * 1e6
@@ -365,15 +377,67 @@ def _write_link_description(out, graph, board, clock_mhz, report):
         accelerator_fps=round(clock_mhz * 1e6 / graph.cycles_per_frame, 1)).write(out)
 
 
-def _board_build(hw_graph, graph, board, out, seed, beats_out):
+def _board_build(hw_graph, graph, board, out, seed, beats_out, clock="auto", cancel=None):
+    """Synthesize, place and route the board top; return ``(result, clock)``.
+
+    ``clock``: ``"board"`` runs from the oscillator; a number is a PLL frequency in MHz (the
+    highest the PLL makes not above it); ``"auto"`` places and routes once at the oscillator
+    clock to learn fmax, then again with the PLL at :data:`PLL_MARGIN` of it, stepping down
+    if nextpnr misses that, and keeps the oscillator build if the PLL gains nothing."""
+    from hwgen.boards.build import BuildToolError
     from hwgen.boards.build import build as board_build
+    from hwgen.boards.pll import pll_helps
     from hwgen.boards.top import BoardTop
     from hwgen.hw.top import Accelerator
     first = graph.layers[0]
-    top = BoardTop(Accelerator(hw_graph), beats_in=math.ceil(first.n_in / first.lanes_in),
-                   beats_out=beats_out, board=board)
-    return board_build(top, board, out / "board", seed=seed,
-                       usage_by_layer=_usage_by_layer(graph))
+    beats_in = math.ceil(first.n_in / first.lanes_in)
+    usage = _usage_by_layer(graph)
+
+    def attempt(clock_hz, folder):
+        top = BoardTop(Accelerator(hw_graph), beats_in=beats_in, beats_out=beats_out,
+                       board=board, clock_hz=clock_hz)
+        result = board_build(top, board, folder, seed=seed, usage_by_layer=usage)
+        result.clock_mhz = top.clock_hz / 1e6
+        return result, top
+
+    info = {"oscillator_mhz": board.clock_mhz, "source": "oscillator"}
+    if clock != "auto":
+        clock_hz = None if clock == "board" else float(clock) * 1e6
+        result, top = attempt(clock_hz, out / "board")
+        if top.pll is not None:
+            info.update(source="pll", pll=dataclasses.asdict(top.pll.config))
+        return result, info
+
+    result, _ = attempt(None, out / "board")
+    info["first_pass_fmax_mhz"] = result.fmax_mhz
+    if cancel is not None and cancel.is_set():
+        return result, info
+    target = result.fmax_mhz * PLL_MARGIN * 1e6
+    spent = result.wall_s.get("total", 0.0)
+    tries = []
+    while target > board.clock_hz * PLL_MIN_GAIN and pll_helps(board.family, board.clock_hz,
+                                                                  target):
+        try:
+            second, top = attempt(target, out / "board.pll")
+        except BuildToolError as exc:
+            if "could not meet" not in str(exc) or len(tries) >= 1:
+                info["pll_failed"] = str(exc).splitlines()[0]
+                break
+            tries.append(round(target / 1e6, 2))
+            target *= PLL_STEP_DOWN
+            continue
+        shutil.rmtree(out / "board", ignore_errors=True)
+        (out / "board.pll").rename(out / "board")
+        second.out_dir = out / "board"
+        second.bitstream = out / "board" / second.bitstream.name
+        second.log_paths = {k: out / "board" / v.name for k, v in second.log_paths.items()}
+        second.wall_s = {**second.wall_s, "first_pass": round(spent, 2),
+                         "total": round(spent + second.wall_s.get("total", 0.0), 2)}
+        info.update(source="pll", pll=dataclasses.asdict(top.pll.config), missed_mhz=tries)
+        return second, info
+    shutil.rmtree(out / "board.pll", ignore_errors=True)
+    info["missed_mhz"] = tries
+    return result, info
 
 
 def _discard_board(job, out):
@@ -382,7 +446,8 @@ def _discard_board(job, out):
         job.result()
     except BaseException:
         pass  # the verification failure is the error to report
-    shutil.rmtree(out / "board", ignore_errors=True)
+    for folder in ("board", "board.pll"):
+        shutil.rmtree(out / folder, ignore_errors=True)
 
 
 def _check_simulation(report, graph, results, expected, unpack, out, vectors):

@@ -156,7 +156,13 @@ def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpre
                    "(accelerator, host link, UART pins), plus bad requests that must be "
                    "answered with errors; a few more run at the board's real bit rate. 0 "
                    "skips it.")
-def build(model, no_bitstream, link_vectors, **kw):
+@click.option("--clock", default="auto", show_default=True,
+              help="What the bitstream runs at: auto (place and route once at the board's "
+                   "oscillator to find fmax, then again with the PLL at 90% of it, keeping "
+                   "the oscillator if that gains nothing), board (the oscillator, one pass), "
+                   "or a frequency in MHz for the PLL (the highest it makes not above it; the "
+                   "build fails if the design misses it).")
+def build(model, no_bitstream, link_vectors, clock, **kw):
     """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
     build a bitstream for the board.
 
@@ -169,6 +175,13 @@ def build(model, no_bitstream, link_vectors, **kw):
     """
     options = _options(**kw, bitstream=not no_bitstream)
     options.link_vectors = link_vectors
+    if clock not in ("auto", "board"):
+        try:
+            clock = float(clock)
+        except ValueError:
+            raise click.BadParameter(f"{clock!r} is not auto, board or a frequency in MHz",
+                                     param_hint="--clock") from None
+    options.clock = clock
     _run(model, options)
 
 

@@ -149,7 +149,17 @@ def summary(report: dict) -> str:
                      f"vectors")
     if report.get("resources"):
         lines.append(f"  resources: {_resources_line(report)}")
-        lines.append(f"  clock {_fmt(report.get('clock_mhz'), ' MHz')}, fmax "
+        clock = report.get("clock") or {}
+        source = ""
+        if clock.get("source") == "pll":
+            source = f" (PLL from the {clock['oscillator_mhz']:g} MHz oscillator"
+            if clock.get("first_pass_fmax_mhz"):
+                source += (f", set from a first place-and-route at "
+                           f"{clock['first_pass_fmax_mhz']:.1f} MHz fmax")
+            source += ")"
+        elif clock:
+            source = " (the board oscillator)"
+        lines.append(f"  clock {_fmt(report.get('clock_mhz'), ' MHz')}{source}, fmax "
                      f"{_fmt(report.get('fmax_mhz'), ' MHz')}; "
                      f"{_fmt(report.get('fps'), ' frames/s', 0)} "
                      f"({_fmt(report.get('fps_at_fmax'), ' at fmax', 0)})")
