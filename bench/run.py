@@ -44,7 +44,7 @@ EXAMPLES = {
     "digits_mlp_w4a4": ("examples/digits_mlp_w4a4.pt", digits_all),
     "tfc_w1a1_mnist": ("examples/tfc_w1a1_mnist.pt", mnist_test),
 }
-BOARDS = ["icebreaker"]
+BOARDS = ["icebreaker", "ulx3s-85f"]
 
 
 def torch_rate(model: Path, x: np.ndarray) -> dict:
@@ -83,6 +83,8 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
         runs.append(report)
     warm = runs[1]
     rate = torch_rate(ROOT / model, x)
+    link = dict(warm["link"], board_rate=warm["link_board_rate"],
+                cost=link_cost(tmp / "warm", board, out_root))
     ver = warm["verification"]
     sim_wall = sum(p["wall_s"] for p in ver["phases"].values())
     sim_cycles = sum(p["cycles"] for p in ver["phases"].values())
@@ -96,7 +98,8 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
         "lc_per_xnor_lane": (round(warm["resources"]["lut"]["used"] / xnor_lanes, 2)
                              if xnor_lanes else None),
         "resources": warm["resources"], "fmax_mhz": warm["fmax_mhz"],
-        "clock_mhz": warm["clock_mhz"], "cycles_per_frame": warm["cycles_per_frame"],
+        "clock_mhz": warm["clock_mhz"], "clock": warm["clock"], "link": link,
+        "cycles_per_frame": warm["cycles_per_frame"],
         "latency_cycles": warm["latency_cycles"], "fps": warm["fps"],
         "fps_at_fmax": warm["fps_at_fmax"], "accuracy": warm.get("accuracy"),
         "vectors": ver["vectors"], "mismatches": ver["mismatches"],
@@ -110,6 +113,22 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
         "fps_vs_torch_batch1": round(warm["fps"] / rate["batch1_fps"], 2),
         "fps_vs_torch_batched": round(warm["fps"] / rate["batched_fps"], 3),
     }
+
+
+def link_cost(warm_dir: Path, board: str, out_root: Path) -> dict:
+    """What the host link costs on its own: a board top around the minimal XorAccelerator with
+    the example's frame format, built for the board (link, UART, status LED, and about
+    ``in_width + out_width`` cells of stand-in)."""
+    from hwgen.boards.build import build as board_build
+    from hwgen.boards.protocol import LinkDescription
+    from hwgen.boards.standin import XorAccelerator
+    from hwgen.boards.top import BoardTop
+    fmt = LinkDescription.read(warm_dir).format
+    acc = XorAccelerator(fmt.in_width, fmt.out_width, fmt.beats_in, fmt.beats_out)
+    top = BoardTop(acc, fmt.beats_in, fmt.beats_out, board)
+    result = board_build(top, board, out_root / f"link-{board}-{fmt.in_width}x{fmt.beats_in}")
+    return {"lut": result.resources["lut"], "ff": result.resources["ff"],
+            "bram": result.resources["bram"], "stand_in_width": fmt.in_width + fmt.out_width}
 
 
 def _ratio(value) -> str:
@@ -152,6 +171,7 @@ def bench_verify(name: str, board: str, out_root: Path) -> dict:
 
 
 def markdown(results: dict) -> str:
+    from hwgen.boards.system import BAD_REQUESTS
     lines = ["# hwgen benchmark", "",
              f"Commit `{results['commit']}`, {results['date']}, on {results['machine']}.", "",
              "Written by `./dev python bench/run.py`. Each build runs twice; *warm* is the "
@@ -193,6 +213,32 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['example']} | {r['board']} | {r['xnor_lanes']} | "
                          f"{r['lc_per_xnor_lane']:.2f} | "
                          f"{r['bandwidth_bound']['weight_bits'] * r['fps'] / 1e9:.2f} G |")
+    lines += ["", "## Host link", "",
+              "The board design simulated from its UART pins (docs/host-link.md): every vector "
+              "(up to 400) as a request at 8 clock cycles per bit plus five bad requests, then "
+              "4 frames at the board's real bit rate, which measure the link's frames/s. *link "
+              "LC* is a board top around a minimal stand-in accelerator with the same frame "
+              "format (link, UART, status LED, and about *stand-in* cells of stand-in); the "
+              "clock is the PLL's, set from a first place-and-route.", "",
+              "| example | board | clock | link LC (stand-in) | of the design | baud | request "
+              "bytes on the wire | frames/s over the link | accelerator frames/s | "
+              "replies checked | bad requests answered |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        link = r.get("link")
+        if not link:
+            continue
+        cost, res = link["cost"], r["resources"]
+        clock = r.get("clock") or {}
+        source = ("PLL" if clock.get("source") == "pll" else "oscillator")
+        bad = sum(link["bad_requests"].get(k) == v for k, v in BAD_REQUESTS.items())
+        lines.append(
+            f"| {r['example']} | {r['board']} | {r['clock_mhz']:.2f} MHz ({source}) | "
+            f"{cost['lut']} ({cost['stand_in_width']}) | "
+            f"{cost['lut'] / res['lut']['used']:.0%} | {link['baud']} | "
+            f"{link['request_wire_bytes']:.1f} | {link['fps_link']:,.0f} | "
+            f"{link['fps_accelerator']:,.0f} | {link['frames'] - link['mismatches']}/"
+            f"{link['frames']} | {bad}/{len(link['bad_requests'])} |")
     lines += ["", "## Wall time (seconds)", "",
               "| example | board | stage | first run | warm run |", "|---|---|---|---|---|"]
     for r in results["rows"]:
