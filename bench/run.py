@@ -215,8 +215,9 @@ def markdown(results: dict) -> str:
                          f"{r['bandwidth_bound']['weight_bits'] * r['fps'] / 1e9:.2f} G |")
     lines += ["", "## Host link", "",
               "The board design simulated from its UART pins (docs/host-link.md): every vector "
-              "(up to 400) as a request at 4 or more clock cycles per bit plus five bad requests, then "
-              "4 frames at the board's real bit rate, which measure the link's frames/s. *link "
+              "(up to 400) as a request at 4 or more clock cycles per bit plus five bad "
+              "requests, then 4 frames at the board's real bit rate, which measure the link's "
+              "frames/s. *link "
               "LC* is a board top around a minimal stand-in accelerator with the same frame "
               "format (link, UART, status LED, and about *stand-in* cells of stand-in); the "
               "clock is the PLL's, set from a first place-and-route.", "",
