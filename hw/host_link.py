@@ -61,6 +61,11 @@ STATUS = {"ok": 0, "bad_crc": 1, "bad_length": 2, "line_error": 3, "fault": 4}
 VERDICTS = 4
 
 
+def _esc_start(escaped, byte):
+    """The byte opens an escape (an ``ESC`` not itself escaped)."""
+    return ~escaped & (byte == ESC)
+
+
 def nbytes(width: int) -> int:
     """Bytes per beat of ``width`` bits on the host link (``ceil(width / 8)``)."""
     return (width + 7) // 8
@@ -217,7 +222,13 @@ class HostLink(wiring.Component):
         byte      = self.rx.payload
         is_end    = ~escaped & (byte == END)
         can_feed  = ~self.beats_o.valid
-        m.d.comb += self.rx.ready.eq(can_feed & (pad == 0) & ~(is_end & ~verdicts.w_rdy))
+        # Only bytes that go to the accelerator wait for it, and only an END that writes a
+        # verdict (escaped or not) waits for room in the queue: a UART cannot be stalled.
+        closes    = (byte == END) & (count != 0)
+        feeds     = ~(byte == END) & ~_esc_start(escaped, byte) & (count >= 1) & \
+                    (count <= n_frame)
+        m.d.comb += self.rx.ready.eq((pad == 0) & ~(feeds & ~can_feed)
+                                     & ~(closes & ~verdicts.w_rdy))
 
         with m.If(self.line_error):
             m.d.sync += line_bad.eq(1)
@@ -230,7 +241,7 @@ class HostLink(wiring.Component):
             with m.If(is_end | (escaped & (byte == END))):
                 # End of a packet (an END after ESC also ends it, as an invalid escape).
                 bad_escape = escaped
-                status = Mux(line_bad | bad_escape, STATUS["line_error"],
+                status = Mux(line_bad | self.line_error | bad_escape, STATUS["line_error"],
                          Mux(count != body, STATUS["bad_length"],
                          Mux(~rx_crc.match_detected, STATUS["bad_crc"], STATUS["ok"])))
                 with m.If(count != 0):
@@ -240,7 +251,7 @@ class HostLink(wiring.Component):
                         m.d.sync += pad.eq(n_frame + 1 - count)
                 m.d.sync += [count.eq(0), escaped.eq(0), line_bad.eq(0)]
                 m.d.comb += rx_crc.start.eq(1)
-            with m.Elif(~escaped & (byte == ESC)):
+            with m.Elif(_esc_start(escaped, byte)):
                 m.d.sync += escaped.eq(1)
             with m.Else():
                 value = Signal(8)

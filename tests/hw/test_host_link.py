@@ -44,9 +44,11 @@ class LinkedStandIn(wiring.Component):
         return [self.acc.model(int(c)) for c in codes]
 
 
-def run_link(dut, chunks, n_replies, *, seed=0, line_error_at=None, max_cycles=60_000):
-    """Send ``chunks`` (bytes) into ``dut.rx`` with random gaps and a randomly stalled ``tx``;
-    return the decoded replies. ``line_error_at`` pulses ``line_error`` before that byte."""
+def run_link(dut, chunks, n_replies, *, seed=0, line_error_at=None, max_cycles=60_000,
+             tx_hold=0):
+    """Send ``chunks`` (bytes) into ``dut.rx`` with random gaps and a randomly stalled ``tx``
+    (held low for the first ``tx_hold`` cycles); return the decoded replies.
+    ``line_error_at`` pulses ``line_error`` before that byte."""
     rng = random.Random(seed)
     stream = [b for chunk in chunks for b in chunk]
     decoder = ReplyDecoder(dut.fmt)
@@ -65,8 +67,8 @@ def run_link(dut, chunks, n_replies, *, seed=0, line_error_at=None, max_cycles=6
             ctx.set(dut.rx.valid, 0)
 
     async def receive(ctx):
-        for _ in range(max_cycles):
-            ready = rng.random() < 0.6
+        for cycle in range(max_cycles):
+            ready = rng.random() < 0.6 and cycle >= tx_hold
             ctx.set(dut.tx.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(dut.tx.valid, dut.tx.payload)
             if valid and ready:
@@ -244,3 +246,19 @@ def test_misframed_output_answers_fault():
     sim.run()
     # The misframing is seen while the first reply takes the frame: its status says so.
     assert [r.status for r in replies] == ["fault", "fault"]
+
+
+def test_burst_of_short_packets_ending_in_an_escaped_end():
+    """More short packets than the verdict queue holds, the last closed by ``ESC END``: every
+    one gets its reply and the next good request its own outputs (an escaped END that slipped
+    past the full queue once lost a verdict, and every later reply was a frame behind)."""
+    dut = LinkedStandIn(8, 1)
+    chunks = [bytes([END, 0x10 + k, END]) for k in range(5)]  # fill the queue and reply side
+    chunks += [bytes([0x66, ESC, END]), dut.fmt.request(9, [0x5A]),
+               dut.fmt.request(10, [0x5B])]
+    replies = run_link(dut, chunks, 8, seed=4, tx_hold=400)
+    assert [(r.tag, r.status) for r in replies] == (
+        [(0x10 + k, "bad_length") for k in range(5)] + [(0x66, "line_error"), (9, "ok"),
+                                                        (10, "ok")])
+    assert replies[6].outputs.tolist() == dut.expected([0x5A])
+    assert replies[7].outputs.tolist() == dut.expected([0x5B])
