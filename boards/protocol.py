@@ -88,6 +88,10 @@ class LinkFormat:
     def request(self, tag: int, codes) -> bytes:
         """The SLIP packet asking for one frame of input integers ``codes`` (``n_in`` of
         them, in the accelerator's input range)."""
+        return slip(self.request_body(tag, codes))
+
+    def request_body(self, tag: int, codes) -> bytes:
+        """A request's body before SLIP escaping: tag, input bytes, CRC."""
         codes = np.asarray(codes).reshape(1, -1)
         if codes.shape[1] != self.n_in:
             raise ValueError(f"a frame has {self.n_in} input elements, not {codes.shape[1]}")
@@ -96,7 +100,7 @@ class LinkFormat:
         for beat in _beats.pack(codes, self.in_bits, self.lanes_in)[0]:
             body += int(beat).to_bytes(width, "little")
         body += checksum(bytes(body))
-        return slip(bytes(body))
+        return bytes(body)
 
     def outputs(self, payload: bytes) -> np.ndarray:
         """The ``n_out`` output elements carried by an ``ok`` reply's output bytes."""

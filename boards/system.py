@@ -2,14 +2,15 @@
 simulated from its serial pins, with every reply checked against the golden model.
 
 Requests are encoded and replies decoded by :mod:`hwgen.boards.protocol`, the code ``hwgen
-run`` uses on a real board. Besides every test input, the run sends bad requests between the
-good ones (a flipped bit, a truncated request, a UART framing error, an over-long request,
-junk between packets) and checks that each is answered with its reason and that the next
-good request is answered correctly.
+run`` uses on a real board. Besides every test input, the run sends bad requests after the
+first good one (a flipped bit, a truncated request, a UART framing error, an over-long
+request, junk between packets) and checks that each is answered with its reason and that the
+good requests after them are answered correctly.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..hw.host_link import END, nbytes
 from ..hw.spram import PRIMITIVES
 from ..hw.top import Accelerator
 from ..sim.uart_link import Chunk, simulate_link
-from .protocol import LinkFormat, ReplyDecoder
+from .protocol import LinkFormat, ReplyDecoder, slip
 from .top import SerialAccelerator
 
 __all__ = ["BAD_REQUESTS", "check_link", "system_verilog"]
@@ -54,23 +55,19 @@ def system_verilog(graph, divisor: int, clock_hz: float) -> str:
 
 
 def _bad_requests(fmt: LinkFormat, codes, tag: int) -> list[tuple[str, Chunk]]:
+    """The bad requests, each made from a good one's body before SLIP escaping (so that the
+    damage is exactly the one named, never an escape sequence cut in two)."""
     good = fmt.request(tag, codes)
-    body = bytearray(good[1:-1])
+    body = bytearray(fmt.request_body(tag, codes))
     flipped = bytearray(body)
-    k = 1 + len(flipped) // 3  # an input byte
-    flipped[k] ^= 0x10
-    if END in (flipped[k], body[k]) or 0xDB in (flipped[k], body[k]):
-        flipped[k] ^= 0x30  # keep clear of SLIP's special bytes
-    packet = bytes([END]) + bytes(flipped) + bytes([END])
-    truncated = good[:1 + max(2, nbytes(fmt.in_width))] + bytes([END])
-    too_long = good[:-1] + bytes([0x55, END])
-    junk = bytes([0x13, 0x37, END])  # the host sends END first, so junk forms its own packet
+    flipped[1 + len(flipped) // 3] ^= 0x10  # an input byte
     return [
-        ("flipped_bit", Chunk(packet)),
-        ("truncated", Chunk(truncated)),
+        ("flipped_bit", Chunk(slip(bytes(flipped)))),
+        ("truncated", Chunk(slip(bytes(body[:1 + max(1, nbytes(fmt.in_width))])))),
         ("framing_error", Chunk(good, bad_stop=(len(good) // 2,))),
-        ("too_long", Chunk(too_long)),
-        ("junk_between_packets", Chunk(junk)),
+        ("too_long", Chunk(slip(bytes(body) + b"\x55"))),
+        # The host sends END first, so junk forms its own packet.
+        ("junk_between_packets", Chunk(bytes([0x13, 0x37, END]))),
     ]
 
 
@@ -86,14 +83,21 @@ def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
     codes = np.asarray(codes)
     expected = np.asarray(expected).reshape(len(codes), -1)
     chunks, plan = [], []  # plan: (kind, frame or bad-request name, tag)
+    # Pace the requests like a host that keeps the line busy but never gets ahead of the
+    # replies: a request shorter on the wire than the reply before it waits for the
+    # difference (a UART cannot be stalled, and only a few replies can wait).
+    reply_bits = 10 * (fmt.reply_bytes * 1.1 + 4)
+    bad = _bad_requests(fmt, codes[0], 0xF0) if bad_requests else []
     for k, row in enumerate(codes):
         tag = k & 0xFF
-        chunks.append(Chunk(fmt.request(tag, row)))
-        plan.append(("good", k, tag))
-        if bad_requests and k == 0:
-            for name, chunk in _bad_requests(fmt, row, 0xF0):
-                chunks.append(chunk)
-                plan.append(("bad", name, 0x13 if name == "junk_between_packets" else 0xF0))
+        items = [("good", k, tag, Chunk(fmt.request(tag, row)))]
+        if k == 1 or (k == 0 and len(codes) == 1):  # between good ones where possible
+            items += [("bad", name, 0x13 if name == "junk_between_packets" else 0xF0, chunk)
+                      for name, chunk in bad]
+        for kind, what, t, chunk in items:
+            gap = max(0, math.ceil(reply_bits - 10 * len(chunk.data)))
+            chunks.append(Chunk(chunk.data, gap_bits=gap, bad_stop=chunk.bad_stop))
+            plan.append((kind, what, t))
     run = simulate_link(system_verilog(graph, divisor, clock_hz), top=TOP, chunks=chunks,
                         divisor=divisor, cache_dir=cache_dir)
     replies = ReplyDecoder(fmt).feed(run.data)
@@ -127,6 +131,9 @@ def check_link(graph, codes, expected, *, divisor: int, clock_hz: float,
         wrong += len(replies) - len(plan)
     if run.fault:
         problems.append("the design's fault flag is set")
+        wrong += 1
+    if any(stop != 1 for _, _, stop in run.received):
+        problems.append("a byte on tx had a low stop bit")
         wrong += 1
     # Replies end with an END byte; in steady state they follow the link's own rate.
     finishes = [cycle for cycle, byte, _ in run.received if byte == END][1::2]
