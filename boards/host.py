@@ -72,7 +72,8 @@ def run(build_dir, port: str, inputs, *, window: int = 2, timeout_s: float = 1.0
         Requests in flight at once (at most the board's verdict queue,
         :data:`~hwgen.hw.host_link.VERDICTS`).
     timeout_s : float
-        Seconds to wait for a reply before resending the request.
+        Seconds to wait for a reply before resending the request (at least three times the
+        wire time of the requests in flight).
     retries : int
         Resends per frame before giving up with :class:`HostRunError`.
     progress : callable, optional
@@ -94,6 +95,9 @@ def run(build_dir, port: str, inputs, *, window: int = 2, timeout_s: float = 1.0
     if not 1 <= window <= VERDICTS:
         raise HostRunError(f"window must be between 1 and {VERDICTS}, not {window}")
 
+    # A reply may wait behind the requests in flight: never time out before they could pass.
+    wire_s = 10 * (len(fmt.request(0, codes[0])) + fmt.reply_bytes + 4) / desc.baud
+    timeout_s = max(timeout_s, 3 * window * wire_s)
     ser = serial_port if serial_port is not None else _open(port, desc.baud)
     decoder = ReplyDecoder(fmt)
     outputs = np.zeros((len(codes), fmt.n_out), dtype=np.int64)
@@ -105,6 +109,8 @@ def run(build_dir, port: str, inputs, *, window: int = 2, timeout_s: float = 1.0
     next_tag = 0
     start = time.perf_counter()
     try:
+        if hasattr(ser, "reset_input_buffer"):
+            ser.reset_input_buffer()  # replies to an earlier run are not ours
         ser.write(bytes([END]))  # resynchronise: ends whatever the board was receiving
         while answered < len(codes):
             while queue and len(pending) < window:

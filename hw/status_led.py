@@ -15,10 +15,10 @@ class StatusLED(wiring.Component):
     """Drives one LED from the host link's events.
 
     - lit: configured and idle;
-    - dark for ``flash`` cycles after an ``ok`` reply while lit (a flicker while frames
-      flow);
-    - dark for ``hold`` cycles after an error reply (a second-long gap: a bad request);
-    - blinking with period ``2 * blink`` cycles forever once ``fault`` is set (the accelerator
+    - dark for ``flash`` ticks after an ``ok`` reply that finds it lit for at least as long
+      (a flicker, at most half the time, while frames flow);
+    - dark for ``hold`` ticks after an error reply (a second-long gap: a bad request);
+    - blinking with period ``2 * blink`` ticks forever once ``fault`` is set (the accelerator
       broke its framing: a hardware bug, reset the board).
 
     Durations are counted in ticks of ``2**tick_bits`` cycles, so that the counters stay a few
@@ -74,9 +74,16 @@ class StatusLED(wiring.Component):
         dark  = Signal(range(max(self.flash, self.hold) + 1))
         timer = Signal(range(self.blink))
         phase = Signal()
+        # Ticks lit since the last dark spell: a flicker needs as long lit as it lasts, so
+        # the LED stays mostly lit while frames stream (dark would look like an error).
+        lit = Signal(range(self.flash + 1), init=self.flash)
+        with m.If(dark != 0):
+            m.d.sync += lit.eq(0)
+        with m.Elif(tick & (lit != self.flash)):
+            m.d.sync += lit.eq(lit + 1)
         with m.If(self.error):
             m.d.sync += dark.eq(self.hold)
-        with m.Elif(self.ok & (dark == 0)):
+        with m.Elif(self.ok & (dark == 0) & (lit == self.flash)):
             m.d.sync += dark.eq(self.flash)
         with m.Elif(tick & (dark != 0)):
             m.d.sync += dark.eq(dark - 1)

@@ -146,6 +146,33 @@ def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpre
                         allow_pickle=allow_pickle)
 
 
+def _pll_mhz(text: str, board_name: str) -> float:
+    """``--clock`` as a PLL frequency, checked against what the board's PLL can make before
+    any work starts."""
+    import math
+
+    from hwgen.boards.catalogue import UnknownBoardError, get_board
+    from hwgen.boards.pll import PLLError, pll_output_range
+    try:
+        mhz = float(text)
+    except ValueError:
+        mhz = math.nan
+    if not math.isfinite(mhz) or mhz <= 0:
+        raise click.BadParameter(f"{text!r} is not auto, board or a frequency in MHz",
+                                 param_hint="--clock")
+    try:
+        board = get_board(board_name)
+        low, high = pll_output_range(board.family, board.clock_hz)
+    except (UnknownBoardError, PLLError):
+        return mhz  # the build reports the board problem itself
+    if not low <= mhz * 1e6:
+        raise click.BadParameter(f"the {board.title}'s PLL makes {low / 1e6:g} to "
+                                 f"{high / 1e6:g} MHz from its {board.clock_mhz:g} MHz clock; "
+                                 f"{mhz:g} MHz is below that (use --clock board for the "
+                                 f"oscillator)", param_hint="--clock")
+    return mhz
+
+
 @main.command()
 @_common
 @click.option("--no-bitstream", is_flag=True,
@@ -176,11 +203,7 @@ def build(model, no_bitstream, link_vectors, clock, **kw):
     options = _options(**kw, bitstream=not no_bitstream)
     options.link_vectors = link_vectors
     if clock not in ("auto", "board"):
-        try:
-            clock = float(clock)
-        except ValueError:
-            raise click.BadParameter(f"{clock!r} is not auto, board or a frequency in MHz",
-                                     param_hint="--clock") from None
+        clock = _pll_mhz(clock, kw["board"])
     options.clock = clock
     _run(model, options)
 
@@ -335,7 +358,7 @@ def run(build_dir, port, inputs, labels, out_file, window, timeout_s):
     \b
     BUILD is the folder `hwgen build` wrote (its host_link.json describes the link). Each
     input is quantized as the model does, sent as one request of the host link protocol
-    (docs/boards.md), and the reply checked; a corrupt, failed or late reply is resent.
+    (docs/host-link.md), and the reply checked; a corrupt, failed or late reply is resent.
     Prints the predicted classes (first 20), accuracy with --labels, and the frames per
     second measured over the link beside the accelerator's own.
       hwgen run build/digits_mlp_w4a4-icebreaker --port /dev/ttyUSB1 \\

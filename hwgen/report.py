@@ -157,6 +157,8 @@ def summary(report: dict) -> str:
                 source += (f", set from a first place-and-route at "
                            f"{clock['first_pass_fmax_mhz']:.1f} MHz fmax")
             source += ")"
+        elif clock.get("pll_failed"):
+            source = f" (the board oscillator: {clock['pll_failed']})"
         elif clock:
             source = " (the board oscillator)"
         lines.append(f"  clock {_fmt(report.get('clock_mhz'), ' MHz')}{source}, fmax "

@@ -121,3 +121,20 @@ def test_xor_accelerator_over_serial():
     sim.add_testbench(host_rx)
     sim.run()
     assert [r.outputs.tolist() for r in replies] == [acc.model(f) for f in frames]
+
+
+def test_status_led_stays_mostly_lit_while_frames_stream():
+    dut = StatusLED(flash=3, hold=10, blink=2)
+    trace = []
+
+    async def tb(ctx):
+        ctx.set(dut.ok, 1)  # a reply every cycle
+        for _ in range(60):
+            await ctx.tick()
+            trace.append(ctx.get(dut.led))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
+    assert 0 in trace and sum(trace) >= len(trace) // 2
