@@ -123,7 +123,7 @@ def test_run_resends_after_errors(digits):
     graph, folder, x, _ = digits
     board = EmulatedBoard(graph, {3: "bad_crc", 7: "corrupt", 11: "drop", 12: "line_error"})
     try:
-        result = run(folder, board.port, x[:20], window=2, timeout_s=0.3)
+        result = run(folder, board.port, x[:20], window=2, timeout_s=1.0)
     finally:
         board.close()
     expected = golden.run(graph, golden.input_quant(graph.input, x[:20]))
