@@ -126,6 +126,8 @@ class MVAU:
     # Where memories live, by purpose ("weights", "thresholds", "input_buffer") -> "block" or
     # "logic"; the memory plan's default rule decides the rest.
     styles: dict = field(default_factory=dict)
+    #: The board's block RAM kind (:class:`hwgen.compiler.memory.BlockRAM`), set by folding.
+    block_ram: object = None
     # Bookkeeping for reports: which source nodes this layer came from.
     source: str = ""
     in_bipolar: bool = False
@@ -306,6 +308,8 @@ class FIFO(_ValuePreserving):
     lanes: int
     depth: int
     styles: dict = field(default_factory=dict)
+    #: The board's block RAM kind (:class:`hwgen.compiler.memory.BlockRAM`), set by folding.
+    block_ram: object = None
 
     @property
     def cycles(self) -> int:

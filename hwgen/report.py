@@ -111,7 +111,9 @@ def _resources_line(report) -> str:
     res = report.get("resources")
     if not res:
         return "not built (no bitstream requested)"
-    return ", ".join(f"{k.upper() if k != 'lut' else 'LC'} {v['used']}/{v['total']}"
+    # Logic cells on iCE40, LUT4s on ECP5 (what each device counts).
+    lut = "LUT4" if str(report.get("device", "")).startswith("LFE5") else "LC"
+    return ", ".join(f"{k.upper() if k != 'lut' else lut} {v['used']}/{v['total']}"
                      for k, v in res.items() if v["total"])
 
 
