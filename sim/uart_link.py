@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -21,10 +20,9 @@ from hwgen.sim import primitives
 from hwgen.sim.verilator import (
     SimulationError,
     _check_results,
-    _outside_pytest,
-    _runner_class,
     _tail,
     build_sources,
+    run_cocotb,
 )
 
 __all__ = ["Chunk", "LinkRun", "decode_uart", "simulate_link"]
@@ -102,24 +100,11 @@ def simulate_link(verilog: str, *, top: str, chunks: list[Chunk], divisor: int,
     with tempfile.TemporaryDirectory(prefix="hwgen-link-") as tmp:
         tmp = Path(tmp)
         (tmp / "plan.json").write_text(json.dumps(plan))
-        log = tmp / "sim.log"
-        runner = _runner_class()()
         t0 = time.perf_counter()
-        try:
-            with _outside_pytest():
-                runner.test(
-                    test_module=COCOTB_MODULE,
-                    hdl_toplevel=top,
-                    hdl_toplevel_lang="verilog",
-                    build_dir=model.directory,
-                    test_dir=tmp,
-                    plusargs=[f"+hwgen_plan={tmp / 'plan.json'}", f"+hwgen_out={tmp / 'out.json'}"],
-                    log_file=log,
-                    results_xml=str(tmp / "results.xml"),
-                )
-        except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
-            raise SimulationError(f"serial-link simulation of {top!r} failed ({e}):\n"
-                                  f"{_tail(log)}") from None
+        log = run_cocotb(model, module=COCOTB_MODULE, toplevel=top, test_dir=tmp,
+                         plusargs=[f"+hwgen_plan={tmp / 'plan.json'}",
+                                   f"+hwgen_out={tmp / 'out.json'}"],
+                         what=f"serial-link simulation of {top!r}")
         _check_results(tmp / "results.xml", log)
         try:
             out = json.loads((tmp / "out.json").read_text())

@@ -52,7 +52,9 @@ __all__ = [
     "SimulationTimeout",
     "VerilatorBuildError",
     "build",
+    "build_sources",
     "cache_root",
+    "run_cocotb",
     "simulate",
 ]
 
@@ -512,25 +514,10 @@ def simulate(
         ]
         # cocotb's Verilator main writes the VCD (every signal of harness and design).
         test_args = [] if waveform is None else ["--trace-file", str(Path(waveform).resolve())]
-        log = tmp / "sim.log"
-        runner = _runner_class()()
         t0 = time.perf_counter()
-        try:
-            with _outside_pytest():
-                runner.test(
-                    test_module=COCOTB_MODULE,
-                    hdl_toplevel=HARNESS_TOP,
-                    hdl_toplevel_lang="verilog",
-                    build_dir=model.directory,
-                    test_dir=tmp,
-                    plusargs=plusargs,
-                    test_args=test_args,
-                    waves=waveform is not None,
-                    log_file=log,
-                    results_xml=str(tmp / "results.xml"),
-                )
-        except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
-            raise SimulationError(f"simulation of {top!r} failed ({e}):\n{_tail(log)}") from None
+        log = run_cocotb(model, module=COCOTB_MODULE, toplevel=HARNESS_TOP, test_dir=tmp,
+                         plusargs=plusargs, what=f"simulation of {top!r}",
+                         test_args=test_args, waves=waveform is not None)
         wall = time.perf_counter() - t0
         try:
             walls = [float(w) for w in (tmp / "out.wall").read_text().split()]
@@ -544,6 +531,32 @@ def simulate(
             )
         _check_results(tmp / "results.xml", log)
     return results
+
+
+def run_cocotb(model: SimBuild, *, module: str, toplevel: str, test_dir: Path,
+               plusargs: list[str], what: str, test_args=(), waves: bool = False) -> Path:
+    """Launch the cocotb test ``module`` on a built model; return the simulator log
+    (``test_dir/sim.log``; results in ``test_dir/results.xml``). A failed launch raises
+    :class:`SimulationError` naming ``what`` with the log's tail."""
+    log = test_dir / "sim.log"
+    runner = _runner_class()()
+    try:
+        with _outside_pytest():
+            runner.test(
+                test_module=module,
+                hdl_toplevel=toplevel,
+                hdl_toplevel_lang="verilog",
+                build_dir=model.directory,
+                test_dir=test_dir,
+                plusargs=plusargs,
+                test_args=list(test_args),
+                waves=waves,
+                log_file=log,
+                results_xml=str(test_dir / "results.xml"),
+            )
+    except (RuntimeError, subprocess.SubprocessError, SystemExit) as e:
+        raise SimulationError(f"{what} failed ({e}):\n{_tail(log)}") from None
+    return log
 
 
 def _check_results(path: Path, log: Path) -> None:
