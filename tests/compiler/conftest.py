@@ -1,3 +1,6 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -12,3 +15,8 @@ def export(tmp_path):
         torch.export.save(ep, path)
         return path
     return export
+
+
+# Shared layer helpers (layers.py): with --import-mode=importlib the test folder is not on
+# sys.path by itself.
+sys.path.insert(0, str(Path(__file__).parent))
