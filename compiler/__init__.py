@@ -1,8 +1,9 @@
 """hwgen.compiler: model files to dataflow graphs.
 
 ``compile_model(path)`` reads a model (a ``torch.export`` archive), streamlines it to integer
-layers and returns the :class:`~hwgen.compiler.dataflow.Dataflow` graph (``pe = simd = 1``;
-the folding pass sets the parallelism later).
+layers, removes the neurons pruning left dead (:mod:`~hwgen.compiler.prune`) and returns the
+:class:`~hwgen.compiler.dataflow.Dataflow` graph (``pe = simd = 1``; the folding pass sets the
+parallelism later).
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ def compile_model(path, *, output: str = "logits", allow_pickle: bool = False):
 
     ``output="logits"`` ends with the last layer's integer logits; ``output="label"`` appends a
     :class:`~hwgen.compiler.dataflow.LabelSelect` (argmax, lowest index wins ties).
-    ``graph.meta`` records the source format, ``logit_scale`` (float value of one logit step)
-    and ``layer_scales`` (per MVAU, the float value of one output step). Pickles
+    ``graph.meta`` records the source format, ``logit_scale`` (float value of one logit step),
+    ``layer_scales`` (per MVAU, the float value of one output step) and ``removed_neurons``
+    (per MVAU, the constant output of each source neuron structured pruning removed). Pickles
     (``torch.save``) are refused unless ``allow_pickle`` (unpickling runs code: trusted files
     only).
     """
     from .frontend_torch import load
+    from .prune import remove_dead_neurons
     from .streamline import streamline
 
     if output not in ("logits", "label"):
         raise ValueError(f"compile_model: output={output!r} must be 'logits' or 'label'")
-    return streamline(load(path, allow_pickle=allow_pickle), output=output)
+    graph = streamline(load(path, allow_pickle=allow_pickle), output=output)
+    return remove_dead_neurons(graph)

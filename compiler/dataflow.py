@@ -133,6 +133,9 @@ class MVAU:
     in_bipolar: bool = False
     weight_bipolar: bool = False
     out_bipolar: bool = False
+    #: Which of the source node's neurons the rows compute, when structured pruning
+    #: (:mod:`hwgen.compiler.prune`) removed some; None: all of them, in order.
+    neurons: list | None = None
 
     def __post_init__(self):
         self.weights = np.asarray(self.weights, dtype=np.int64)

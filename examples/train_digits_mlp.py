@@ -54,27 +54,29 @@ def accuracy(net, x, y) -> float:
         return float((net(x).argmax(dim=1) == y).float().mean())
 
 
-def main():
-    start = time.time()
+def seed():
+    """Fixed seeds, deterministic kernels, one thread: the same model on every run."""
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     random.seed(TORCH_SEED)
     np.random.seed(TORCH_SEED)
     torch.manual_seed(TORCH_SEED)
 
+
+def data():
+    """The digits split: ``(x_train, x_test, y_train, y_test)`` as NumPy arrays."""
     digits = load_digits()
     x = digits.data.astype(np.float32)
     y = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=360, random_state=SPLIT_SEED, stratify=y)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test)
+    return train_test_split(x, y, test_size=360, random_state=SPLIT_SEED, stratify=y)
 
-    net = model()
-    opt = torch.optim.Adam(net.parameters(), lr=LR)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, EPOCHS)
+
+def train(net, xt, yt, xv, yv, epochs=EPOCHS, lr=LR):
+    """Adam with a cosine schedule, minibatches in a seeded order."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     gen = torch.Generator().manual_seed(TORCH_SEED)
-    for epoch in range(EPOCHS):
+    for epoch in range(epochs):
         net.train()
         order = torch.randperm(len(xt), generator=gen)
         for i in range(0, len(xt), BATCH):
@@ -86,19 +88,33 @@ def main():
             loss.backward()
             opt.step()
         sched.step()
-        if epoch % 10 == 9 or epoch == EPOCHS - 1:
+        if epoch % 10 == 9 or epoch == epochs - 1:
             net.eval()
             print(f"epoch {epoch + 1:3d}  loss {loss.item():.4f}  "
                   f"train {accuracy(net, xt, yt):.4f}  test {accuracy(net, xv, yv):.4f}")
-
     net.eval()
-    test_acc = accuracy(net, xv, yv)
-    train_acc = accuracy(net, xt, yt)
-    # Any batch size: the exported program runs one vector or thousands.
+    return net
+
+
+def export(net, xv, path: Path):
+    """``torch.export`` the model for any batch size (one vector or thousands)."""
     batch = torch.export.Dim("batch", min=1)
     ep = torch.export.export(net, (xv[:8],), dynamic_shapes=({0: batch},))
-    with open(HERE / "digits_mlp_w4a4.pt", "wb") as file:  # a .pt suffix is fine by hwgen
+    with open(path, "wb") as file:  # a .pt suffix is fine by hwgen
         torch.export.save(ep, file)
+
+
+def main():
+    start = time.time()
+    seed()
+    x_train, x_test, y_train, y_test = data()
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test)
+    net = train(model(), xt, yt, xv, yv)
+
+    test_acc = accuracy(net, xv, yv)
+    train_acc = accuracy(net, xt, yt)
+    export(net, xv, HERE / "digits_mlp_w4a4.pt")
     np.save(HERE / "digits_test_x.npy", x_test.astype(np.float32))
     np.save(HERE / "digits_test_y.npy", y_test.astype(np.int64))
     record = {

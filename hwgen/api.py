@@ -209,6 +209,7 @@ def _build(model, options, board, out, stages, report):
     from hwgen import compiler
     from hwgen.compiler.fold import Budget, lower
     from hwgen.compiler.memory import bandwidth_bound, block_rams, plan, spram_blocks
+    from hwgen.compiler.prune import sparsity_report
     from hwgen.sim import golden, reference
 
     with stages("compile", f"reading {model} and streamlining to integer layers"):
@@ -242,6 +243,9 @@ def _build(model, options, board, out, stages, report):
         np.save(out / "golden.npy", expected)
 
     report["layers"] = [_layer_report(layer, plan) for layer in graph.layers]
+    for entry, sparsity in zip(report["layers"], sparsity_report(graph), strict=True):
+        if sparsity is not None:
+            entry["sparsity"] = sparsity
     report["cycles_per_frame"] = graph.cycles_per_frame
     bound = bandwidth_bound(graph.layers, board.totals)
     report["bandwidth_bound"] = bound

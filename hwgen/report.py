@@ -215,6 +215,24 @@ def markdown(report: dict) -> str:
                 f"{layer.get('pe', '-')} | {layer.get('simd', '-')} | {layer['cycles']} | "
                 f"{layer.get('acc_bits', '-')} | {mems} |")
         parts.append("")
+    sparse = [layer for layer in layers if layer.get("sparsity")]
+    if sparse:
+        parts += ["## Sparsity", "",
+                  "| layer | source shape | neurons removed | weights removed | density | "
+                  "zeros left | scheme |",
+                  "|---|---|---|---|---|---|---|"]
+        for layer in sparse:
+            sp = layer["sparsity"]
+            removed = (f"{sp['weights_removed']} ({sp['weight_bits_removed']} bits)"
+                       if sp["weights_removed"] else "0")
+            parts.append(f"| {layer['name']} | {'x'.join(map(str, sp['source_shape']))} | "
+                         f"{sp['neurons_removed']} | {removed} | {sp['density']:.1%} | "
+                         f"{sp['zeros_left']} | {sp['scheme']} |")
+        parts += ["", "Density counts the nonzero weights against every weight of the source "
+                  "layer (zeros that quantization rounded count too). Neurons whose weights are "
+                  "all zero have constant outputs, folded into the next layer's thresholds or "
+                  "bias; neurons nothing reads are dropped; both leave the hardware "
+                  "(docs/pruning.md).", ""]
     parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
               "(`nf * max(sf, steps)` for an MVAU); bits are `u`nsigned, `s`igned or `b`inary "
               "(1 meaning +1, 0 meaning -1); the slowest layer sets the accelerator's "

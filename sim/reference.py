@@ -124,13 +124,26 @@ def agreement(graph: Dataflow, ref: dict, golden_layer_outputs, *, show: int = 5
     for i in mvaus:
         name = layers[i].name
         mine = np.asarray(ref[name], dtype=np.float64)
-        gold = np.asarray(golden_layer_outputs[i], dtype=np.int64).reshape(mine.shape)
+        gold = np.asarray(golden_layer_outputs[i], dtype=np.int64).reshape(len(mine), -1)
+        # Source neurons structured pruning removed are constants: PyTorch must agree.
+        # (None marks a neuron removed because nothing used it: its output varies.)
+        removed = graph.meta.get("removed_neurons", {}).get(name, {})
+        constant = {int(k): v for k, v in removed.items() if v is not None}
+        kept = layers[i].neurons if layers[i].neurons is not None else \
+            list(range(mine.shape[1]))
+        columns = [*kept, *constant]
+        gold = np.concatenate([gold, np.broadcast_to(
+            np.array(list(constant.values()), np.int64), (len(gold), len(constant)))], axis=1)
+        if sorted([*kept, *map(int, removed)]) != list(range(mine.shape[1])):
+            raise ValueError(f"{name}: the layer's neurons and removed neurons do not cover "
+                             f"the {mine.shape[1]} outputs of source node "
+                             f"'{layers[i].source}'")
         if layers[i].out_bipolar:
             gold = 2 * gold - 1  # the stream's bit; PyTorch has the value
-        diff = np.argwhere(mine != gold)
+        diff = np.argwhere(mine[:, columns] != gold)
         result["hidden_mismatches" if i != last else "logit_mismatches"] += len(diff)
         for v, c in diff[: max(0, show - len(result["mismatches"]))]:
-            result["mismatches"].append((name, int(v), int(c), float(mine[v, c]),
+            result["mismatches"].append((name, int(v), columns[c], float(mine[v, columns[c]]),
                                          int(gold[v, c])))
     logits = np.asarray(ref[layers[last].name], dtype=np.float64)
     result["vectors"] = len(logits)
