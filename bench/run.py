@@ -42,15 +42,21 @@ def mnist_test():
 #: name -> (model file, vectors, labels)
 EXAMPLES = {
     "digits_mlp_w4a4": ("examples/digits_mlp_w4a4.pt", digits_all),
+    "digits_mlp_w4a4_pruned75": ("examples/digits_mlp_w4a4_pruned75.pt", digits_all),
+    "digits_mlp_w4a4_neurons50": ("examples/digits_mlp_w4a4_neurons50.pt", digits_all),
     "tfc_w1a1_mnist": ("examples/tfc_w1a1_mnist.pt", mnist_test),
 }
+#: A pruned example -> its dense twin, built for the same boards in the same run.
+TWINS = {"digits_mlp_w4a4_pruned75": "digits_mlp_w4a4",
+         "digits_mlp_w4a4_neurons50": "digits_mlp_w4a4"}
 BOARDS = ["icebreaker", "ulx3s-85f"]
 
 
 def torch_rate(model: Path, x: np.ndarray) -> dict:
     """PyTorch CPU inference of the exported model: frames/s batched and one at a time."""
     import hwgen.nn  # noqa: F401  (registers the quantizer op)
-    module = torch.export.load(str(model)).module()
+    with open(model, "rb") as file:  # a file object: torch warns about a .pt path
+        module = torch.export.load(file).module()
     xt = torch.from_numpy(x)
     with torch.no_grad():
         module(xt[:8])
@@ -90,11 +96,21 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
     sim_cycles = sum(p["cycles"] for p in ver["phases"].values())
     xnor_lanes = sum(layer["pe"] * layer["simd"] for layer in warm["layers"]
                      if layer.get("mode") == "xnor-popcount")
+    weight_bits = {}  # by where the weight memories live: block, logic or spram
+    for layer in warm["layers"]:
+        for mem in layer["memories"]:
+            if mem["purpose"] == "weights":
+                weight_bits[mem["style"]] = (weight_bits.get(mem["style"], 0)
+                                             + mem["width"] * mem["depth"])
+    held_out = ROOT / model.replace(".pt", ".json")
     return {
         "example": name, "board": board, "device": warm["device"],
         "bound_cycles_per_frame": warm["bound_cycles_per_frame"],
         "bound_ratio": warm["bound_ratio"], "bandwidth_bound": warm["bandwidth_bound"],
-        "xnor_lanes": xnor_lanes,
+        "xnor_lanes": xnor_lanes, "weight_bits": weight_bits,
+        "sparsity": [layer.get("sparsity") for layer in warm["layers"] if "sparsity" in layer],
+        "held_out_accuracy": (json.loads(held_out.read_text()).get("test_accuracy")
+                              if held_out.exists() else None),
         "lc_per_xnor_lane": (round(warm["resources"]["lut"]["used"] / xnor_lanes, 2)
                              if xnor_lanes else None),
         "resources": warm["resources"], "fmax_mhz": warm["fmax_mhz"],
@@ -170,6 +186,47 @@ def bench_verify(name: str, board: str, out_root: Path) -> dict:
     return runs
 
 
+def _twins(rows: list) -> list[str]:
+    """The pruned examples beside their dense twins: ratios dense / pruned (above 1: the
+    pruned build is better)."""
+    by = {(r["example"], r["board"]): r for r in rows}
+    pairs = [(r, by[(TWINS[r["example"]], r["board"])]) for r in rows
+             if r["example"] in TWINS and (TWINS[r["example"]], r["board"]) in by]
+    if not pairs:
+        return []
+    lines = ["", "## Pruned models beside their dense twins", "",
+             "Both built for the same board in this run. Each cell is pruned / dense, then the "
+             "gain dense / pruned (above 1 is better for the pruned model). *weight bits in "
+             "block RAM* counts the weight memories the memory plan puts in block RAM or "
+             "SPRAM; weights in logic are LUT ROMs. Accuracy: on every vector verified / on the "
+             "360 held-out digits ([docs/pruning.md](../docs/pruning.md)).", "",
+             "| pruned | twin | board | density | cycles/frame | LC | weight bits in block "
+             "RAM | LC x cycles | accuracy (pruned, dense) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+
+    def cell(p, d):
+        return f"{p:,} / {d:,} ({d / p:.2f}x)" if p else f"{p:,} / {d:,}"
+
+    def accuracy(r):
+        golden = f"{r['accuracy']['golden'] * 100:.2f}%" if r.get("accuracy") else "-"
+        held = f"{r['held_out_accuracy'] * 100:.2f}%" if r.get("held_out_accuracy") else "-"
+        return f"{golden} / {held}"
+
+    for p, d in pairs:
+        def bram_bits(r):
+            return sum(v for k, v in r["weight_bits"].items() if k != "logic")
+        density = [s["density"] for s in p.get("sparsity", []) if s]
+        lc_p, lc_d = p["resources"]["lut"]["used"], d["resources"]["lut"]["used"]
+        lines.append(
+            f"| {p['example']} | {d['example']} | {p['board']} | "
+            f"{', '.join(f'{x:.0%}' for x in density)} | "
+            f"{cell(p['cycles_per_frame'], d['cycles_per_frame'])} | {cell(lc_p, lc_d)} | "
+            f"{cell(bram_bits(p), bram_bits(d))} | "
+            f"{cell(lc_p * p['cycles_per_frame'], lc_d * d['cycles_per_frame'])} | "
+            f"{accuracy(p)}, {accuracy(d)} |")
+    return lines
+
+
 def markdown(results: dict) -> str:
     from hwgen.boards.system import BAD_REQUESTS
     lines = ["# hwgen benchmark", "",
@@ -203,6 +260,7 @@ def markdown(results: dict) -> str:
               "/ bits per cycle)` with 16 bits per cycle from each of the board's block RAMs "
               "plus the word width of every weight memory in logic "
               "([docs/binarized.md](../docs/binarized.md)); *ratio* is cycles/frame over it."]
+    lines += _twins(results["rows"])
     binary = [r for r in results["rows"] if r.get("xnor_lanes")]
     if binary:
         lines += ["", "## Binarized layers", "",
@@ -293,6 +351,11 @@ def main():
         results = json.loads((ROOT / "bench" / "results.json").read_text())
         (ROOT / "bench" / "results.md").write_text(markdown(results))
         return
+    # The commit whose code runs: HEAD may move while the benchmark does.
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, cwd=ROOT).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
     rows = []
     for name in EXAMPLES:
         if args.only and name != args.only:
@@ -301,10 +364,6 @@ def main():
             print(f"bench: {name} on {board}", flush=True)
             rows.append(bench_one(name, board, Path(args.out)))
             rows[-1]["verify"] = bench_verify(name, board, Path(args.out))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True, cwd=ROOT).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True, cwd=ROOT).stdout.strip()
     results = {"commit": commit + ("+dirty" if dirty else ""),
                "date": time.strftime("%Y-%m-%d"),
                "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
