@@ -10,8 +10,10 @@ column) is dropped the same way. The integer outputs stay exactly those of the u
 
 Each shrunk layer records which of its source node's neurons it computes
 (:attr:`~hwgen.compiler.dataflow.MVAU.neurons`), and ``graph.meta["removed_neurons"]`` maps
-every removed one to its constant output (None for an unused one, whose output varies), so the
-comparison with PyTorch checks the constants too.
+every removed one to its constant output as the stream carries it (a bit for a binary layer;
+None for an unused neuron, whose output varies), so the comparison with PyTorch checks the
+constants too. ``graph.meta["source_weights"]`` keeps each layer's shape and nonzero count from
+before the pass, for the report.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from .dataflow import MVAU, Dataflow, int_range
+from .dataflow import MVAU, Dataflow, LabelSelect, int_range
 from .streamline import acc_bits, acc_range
 
 __all__ = ["remove_dead_neurons", "sparsity_report"]
@@ -38,13 +40,29 @@ def _output_at_zero(layer: MVAU) -> np.ndarray:
     return (layer.thresholds <= 0).sum(axis=1) + layer.out_base
 
 
+def _fold(producer: MVAU, consumer: MVAU, dead: np.ndarray, zero: bool = False) -> MVAU:
+    """``consumer`` with the constant outputs of ``producer``'s ``dead`` neurons (a mask)
+    moved into its thresholds or bias; with ``zero`` their weight columns become 0 (else the
+    caller removes them)."""
+    const = _output_at_zero(producer)
+    value = 2 * const - 1 if consumer.in_bipolar else const  # what the consumer multiplies
+    offset = consumer.weights[:, dead] @ value[dead]
+    changes = {}
+    if zero:
+        changes["weights"] = consumer.weights.copy()
+        changes["weights"][:, dead] = 0
+    if consumer.thresholds is not None:
+        changes["thresholds"] = consumer.thresholds - offset[:, None]
+    elif offset.any():
+        changes["bias"] = offset if consumer.bias is None else consumer.bias + offset
+    return dataclasses.replace(consumer, **changes)
+
+
 def _shrink(producer: MVAU, consumer: MVAU, drop: np.ndarray, removed: dict):
     """Drop ``producer``'s neurons ``drop`` (a mask), folding their constant outputs into
     ``consumer``; return the new pair."""
     keep = ~drop
     const = _output_at_zero(producer)
-    value = 2 * const - 1 if consumer.in_bipolar else const  # what the consumer multiplies
-    offset = consumer.weights[:, drop] @ value[drop]
     neurons = np.arange(producer.mh) if producer.neurons is None else \
         np.asarray(producer.neurons)
     # A dead neuron's constant, checked against PyTorch later; an unused one's output varies.
@@ -52,6 +70,7 @@ def _shrink(producer: MVAU, consumer: MVAU, drop: np.ndarray, removed: dict):
     gone = removed.setdefault(producer.name, {})
     for index, c, is_dead in zip(neurons[drop], const[drop], dead[drop], strict=True):
         gone[int(index)] = int(c) if is_dead else None
+    consumer = _fold(producer, consumer, dead & drop)
 
     weights = producer.weights[keep]
     lo, hi = _input_range(producer)
@@ -63,21 +82,28 @@ def _shrink(producer: MVAU, consumer: MVAU, drop: np.ndarray, removed: dict):
 
     weights = consumer.weights[:, keep]
     lo, hi = _input_range(consumer)
-    changes = {"weights": weights, "acc_bits": acc_bits(*acc_range(weights, lo, hi))}
-    if consumer.thresholds is not None:
-        changes["thresholds"] = consumer.thresholds - offset[:, None]
-    elif offset.any():
-        changes["bias"] = offset if consumer.bias is None else consumer.bias + offset
-    return producer, dataclasses.replace(consumer, **changes)
+    return producer, dataclasses.replace(consumer, weights=weights,
+                                         acc_bits=acc_bits(*acc_range(weights, lo, hi)))
 
 
 def remove_dead_neurons(graph: Dataflow) -> Dataflow:
     """Remove every hidden neuron with an all-zero weight row (a constant output, folded into
     the next layer) or an all-zero weight column in the next layer (an unused output), until
     none is left. One neuron of a layer stays if all of them could go, so every stream
-    carries something. Runs before folding, on consecutive MVAUs."""
+    carries something (its constant still moves into the next layer, whose neurons may then
+    be dead in turn). Runs before folding, on the MVAUs (and LabelSelect) streamlining makes.
+    """
+    for layer in graph.layers:
+        if not isinstance(layer, (MVAU, LabelSelect)) or getattr(layer, "pe", 1) != 1 \
+                or getattr(layer, "simd", 1) != 1:
+            raise ValueError(f"remove_dead_neurons runs before folding, on MVAUs only; layer "
+                             f"{layer.name} is a folded {type(layer).__name__}")
     graph = copy.deepcopy(graph)
     removed = graph.meta.setdefault("removed_neurons", {})
+    graph.meta["source_weights"] = {
+        layer.name: {"shape": list(layer.weights.shape),
+                     "nonzero": int(np.count_nonzero(layer.weights))}
+        for layer in graph.layers if isinstance(layer, MVAU)}
     layers = graph.layers
     changed = True
     while changed:
@@ -87,8 +113,12 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
             if not (isinstance(producer, MVAU) and isinstance(consumer, MVAU)):
                 continue
             drop = ~producer.weights.any(axis=1) | ~consumer.weights.any(axis=0)
-            if drop.all():
+            if drop.all():  # neuron 0 stays; only a dead one can still be read
                 drop[0] = False
+                if consumer.weights[:, 0].any() and not consumer.weight_bipolar:
+                    first = np.arange(producer.mh) == 0
+                    layers[i + 1] = consumer = _fold(producer, consumer, first, zero=True)
+                    changed = True
             if drop.any():
                 layers[i], layers[i + 1] = _shrink(producer, consumer, drop, removed)
                 changed = True
@@ -97,28 +127,27 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
 
 def sparsity_report(graph: Dataflow) -> list[dict | None]:
     """Per layer (None for all but MVAUs): the source layer's shape, the neurons and weights
-    structured pruning removed, the weights' density (nonzero fraction, counting every weight
-    of the source layer, so zeros that quantization rounded count too), and how the hardware
-    treats the zeros that are left."""
-    removed = graph.meta.get("removed_neurons", {})
-    entries, source_in = [], graph.input.n
+    structured pruning removed, the source layer's density (its nonzero weights over all of
+    them, counting zeros that quantization rounded), the zeros the hardware still stores, and
+    the scheme."""
+    source = graph.meta.get("source_weights", {})
+    entries = []
     for layer in graph.layers:
         if not isinstance(layer, MVAU):
             entries.append(None)
             continue
-        source_out = layer.mh + len(removed.get(layer.name, {}))
-        weights = source_out * source_in
+        info = source.get(layer.name, {"shape": list(layer.weights.shape),
+                                       "nonzero": int(np.count_nonzero(layer.weights))})
+        (out, inp), weights = info["shape"], info["shape"][0] * info["shape"][1]
         nonzero = int(np.count_nonzero(layer.weights))
         entries.append({
-            "source_shape": [source_out, source_in],
-            "neurons_removed": source_out - layer.mh,
-            "inputs_removed": source_in - layer.mw,
+            "source_shape": [out, inp],
+            "neurons_removed": out - layer.mh,
+            "inputs_removed": inp - layer.mw,
             "weights_removed": weights - layer.weights.size,
             "weight_bits_removed": (weights - layer.weights.size) * layer.weight_bits,
-            "density": round(nonzero / weights, 4) if weights else 0.0,
+            "density": round(info["nonzero"] / weights, 4) if weights else 0.0,
             "zeros_left": int(layer.weights.size - nonzero),
-            "scheme": "structured" if source_out > layer.mh or source_in > layer.mw
-            else "dense",
+            "scheme": "structured" if (out, inp) != layer.weights.shape else "dense",
         })
-        source_in = source_out
     return entries

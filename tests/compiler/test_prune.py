@@ -10,7 +10,7 @@ from torch.nn.utils import prune
 
 from hwgen.compiler import compile_model
 from hwgen.compiler.dataflow import MVAU, Dataflow, InputQuant
-from hwgen.compiler.prune import remove_dead_neurons
+from hwgen.compiler.prune import remove_dead_neurons, sparsity_report
 from hwgen.nn import QuantIdentity, QuantLinear, QuantReLU
 from hwgen.sim import golden, reference
 
@@ -49,6 +49,10 @@ def test_dead_and_unused_neurons_go_and_outputs_stay_exact():
     assert pruned.meta["removed_neurons"]["fc0"][5] is None      # unused, not constant
     assert pruned.meta["removed_neurons"]["fc1"][7] == 8
     assert c.bias is not None and not np.array_equal(c.bias, fc2.bias)
+    report = sparsity_report(pruned)
+    assert report[1]["source_shape"] == [64, 64] and report[1]["neurons_removed"] == 2
+    assert report[1]["density"] == round(np.count_nonzero(fc1.weights) / fc1.weights.size, 4)
+    assert report[2]["inputs_removed"] == 2 and report[2]["scheme"] == "structured"
     assert_same_outputs(pruned, dense, rng)
     assert dense.layers[0].mh == 64  # the input graph is left alone
 
@@ -66,13 +70,23 @@ def test_a_wrong_fold_is_caught():
         assert_same_outputs(pruned, dense, rng)
 
 
-def test_a_layer_with_only_dead_neurons_keeps_one():
+def test_a_layer_with_only_dead_neurons_keeps_one_and_the_cascade_goes_on():
     rng = np.random.default_rng(3)
-    dense = mlp(rng, sizes=(16, 8, 8, 4))
+    dense = mlp(rng, sizes=(16, 8, 8, 8, 4))
     dense.layers[1].weights[:] = 0
     pruned = remove_dead_neurons(dense)
-    assert pruned.layers[1].mh == 1
+    # fc1 keeps one (constant) neuron; fc2 reads nothing else, so its neurons are constants
+    # too and leave as well, down to one.
+    assert [layer.mh for layer in pruned.layers] == [1, 1, 1, 4]
     assert_same_outputs(pruned, dense, rng)
+
+
+def test_refuses_a_folded_graph():
+    rng = np.random.default_rng(5)
+    dense = mlp(rng)
+    dense.layers[0].pe = 2
+    with pytest.raises(ValueError, match="before folding"):
+        remove_dead_neurons(dense)
 
 
 def test_binary_consumer_folds_the_constant_as_plus_or_minus_one():
