@@ -81,9 +81,14 @@ def _shrink(producer: MVAU, consumer: MVAU, drop: np.ndarray, removed: dict):
         acc_bits=acc_bits(*acc_range(weights, lo, hi)))
 
     weights = consumer.weights[:, keep]
-    lo, hi = _input_range(consumer)
-    return producer, dataclasses.replace(consumer, weights=weights,
-                                         acc_bits=acc_bits(*acc_range(weights, lo, hi)))
+    acc_lo, acc_hi = acc_range(weights, *_input_range(consumer))
+    changes = {"weights": weights, "acc_bits": acc_bits(acc_lo, acc_hi)}
+    if consumer.thresholds is not None:
+        # Back into the reachable range (always: acc_lo, never: acc_hi + 1), as streamlining
+        # leaves them, so the stored thresholds stay narrow.
+        changes["thresholds"] = np.clip(consumer.thresholds, acc_lo[:, None],
+                                        acc_hi[:, None] + 1)
+    return producer, dataclasses.replace(consumer, **changes)
 
 
 def remove_dead_neurons(graph: Dataflow) -> Dataflow:
