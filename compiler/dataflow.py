@@ -136,6 +136,10 @@ class MVAU:
     #: Which of the source node's neurons the rows compute, when structured pruning
     #: (:mod:`hwgen.compiler.prune`) removed some; None: all of them, in order.
     neurons: list | None = None
+    #: Gather lanes (unstructured sparsity, docs/pruning.md): each PE walks only the nonzero
+    #: weights of its neuron, ``simd`` per slot, and every lane reads its input element from
+    #: its own copy of the double-buffered input frame at the column stored with the weight.
+    gather: bool = False
 
     def __post_init__(self):
         self.weights = np.asarray(self.weights, dtype=np.int64)
@@ -173,6 +177,9 @@ class MVAU:
             if not isinstance(value, int) or not 1 <= value <= limit:
                 raise ValueError(f"{self.name}: {what}={value!r} must be an integer in "
                                  f"1..{limit}")
+        if self.gather and self.weight_bipolar:
+            raise ValueError(f"{self.name}: binary weights have no zeros to skip; gather lanes "
+                             f"need integer weights")
 
     @property
     def mh(self) -> int:
@@ -196,10 +203,34 @@ class MVAU:
         return self.out_bits if self.thresholds is not None else 1
 
     @property
+    def fold_slots(self) -> list[int]:
+        """Per neuron fold, the slots that multiply: ``sf`` each; with :attr:`gather`, the
+        most nonzero weights of one of the fold's neurons over ``simd`` (at least one)."""
+        if not self.gather:
+            return [self.sf] * self.nf
+        nonzero = np.count_nonzero(self.weights, axis=1)
+        return [max(1, math.ceil(int(nonzero[n * self.pe:(n + 1) * self.pe].max())
+                                 / self.simd)) for n in range(self.nf)]
+
+    @property
+    def fold_lengths(self) -> list[int]:
+        """Cycles each neuron fold takes: ``max(fold_slots[n], steps)`` (the activation of a
+        fold overlaps the next one). With :attr:`gather`, a frame's ``sf`` input beats fill
+        one bank of the frame buffer while the other is computed, and a bank is handed back a
+        cycle after its last slot; when the folds would take exactly ``sf`` cycles, filling
+        and computing would take turns being late, so the last fold gets an idle slot."""
+        lengths = [max(slots, self.steps) for slots in self.fold_slots]
+        if self.gather and sum(lengths) == self.sf:
+            lengths[-1] += 1
+        return lengths
+
+    @property
     def cycles(self) -> int:
         """Cycles per frame in steady state: the one formula shared by the folding pass, the
-        report, the hardware and the tests."""
-        return self.nf * max(self.sf, self.steps)
+        report, the hardware and the tests; with :attr:`gather`, filling a bank of the frame
+        buffer (``sf`` cycles) may be the longer part."""
+        compute = sum(self.fold_lengths)
+        return max(compute, self.sf) if self.gather else compute
 
     @property
     def xnor(self) -> bool:

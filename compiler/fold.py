@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
+
 from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
 from .errors import FitError
 from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, plan, spram_blocks
@@ -33,6 +35,13 @@ from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, p
 __all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "fold", "input_floor",
            "insert_fifos", "insert_width_converters", "lower", "popcount_cells"]
 
+#: Gather lanes are considered for layers with at most this fraction of nonzero weights.
+GATHER_DENSITY = 0.5
+#: The cost of gather lanes relative to the dense count of the same lanes plus their memories
+#: in logic, fitted on digits_mlp_w4a4_pruned75 on the ULX3S-85F at 32 cycles per frame: the
+#: unfitted estimate was 8,579 cells, nextpnr placed 16,614 LUT4s (1.3 per cell for a dense
+#: layer): each lane's frame addressing, element multiplexer and column registers.
+GATHER_FIT = 1.5
 #: Logic cells kept free for the board top (UART, host link) and for routing.
 RESERVED_LC = 400
 #: Input bits per cycle a board can feed the accelerator at most: the host link
@@ -144,6 +153,8 @@ def estimate(layer) -> dict[str, float]:
         lut = 30
     else:
         lut = 0
+    if getattr(layer, "gather", False):
+        return {"lut": GATHER_FIT * (lut + logic_mem), "bram": bram, "spram": spram}
     return {"lut": lut + logic_mem, "bram": bram, "spram": spram}
 
 
@@ -170,6 +181,7 @@ class _Option(NamedTuple):
     pe: int
     simd: int
     styles: dict
+    gather: bool = False
 
 
 def _options(layer: MVAU, prev, budget: Budget) -> list[_Option]:
@@ -187,7 +199,24 @@ def _options(layer: MVAU, prev, budget: Budget) -> list[_Option]:
                     cost = {k: cost[k] + fifo[k] for k in cost}
                 options.append(_Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"],
                                        pe, simd, styles))
+            if not _gather_worth_trying(layer, budget):
+                continue
+            # Frame copies in distributed RAM, or one block RAM each where blocks are spare.
+            for styles in ({}, {"frame": "block"}):
+                trial = copy.copy(layer)
+                trial.pe, trial.simd, trial.styles, trial.gather = pe, simd, styles, True
+                cost = estimate(trial)
+                options.append(_Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"],
+                                       pe, simd, styles, True))
     return options
+
+
+def _gather_worth_trying(layer: MVAU, budget: Budget) -> bool:
+    """Gather lanes for layers with integer weights that are mostly zero, on families with
+    distributed RAM for the lanes' frame copies (elsewhere a copy costs a block RAM or a wide
+    multiplexer per lane; docs/pruning.md)."""
+    return (not layer.weight_bipolar and budget.block_ram.lutram is not None
+            and np.count_nonzero(layer.weights) <= GATHER_DENSITY * layer.weights.size)
 
 
 def _style_choices(layer: MVAU, budget: Budget) -> list[dict]:
@@ -227,6 +256,7 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
             entry = overrides[layer.name]
             try:
                 layer.pe, layer.simd = int(entry.get("pe", 1)), int(entry.get("simd", 1))
+                layer.gather = bool(entry.get("gather", False))
                 styles = {str(k): str(v) for k, v in entry.get("styles", {}).items()}
             except (AttributeError, TypeError, ValueError) as exc:
                 raise FitError(f"folding for layer {layer.name!r} must look like "
@@ -234,10 +264,12 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                                f"(styles optional), not {entry!r}") from exc
             try:
                 layer.check_folding()
-                unknown = set(styles) - {"weights", "input_buffer", "thresholds"}
+                unknown = set(styles) - {"weights", "input_buffer", "thresholds", "columns",
+                                         "frame"}
                 if unknown:
                     raise ValueError(f"{layer.name}: unknown memories {sorted(unknown)} in "
-                                     f"styles; name weights, input_buffer or thresholds")
+                                     f"styles; name weights, input_buffer or thresholds (with "
+                                     f"gather lanes: columns, frame)")
                 layer.styles = styles
                 plan(layer)  # rejects unknown styles and SPRAM for fixed contents
             except ValueError as exc:
@@ -278,6 +310,7 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     for layer in free:
         option = choice[layer.name]
         layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
+        layer.gather = option.gather
     _fix_label_select(graph)
     return graph
 
@@ -364,7 +397,8 @@ def insert_fifos(graph: Dataflow) -> Dataflow:
     graph = copy.deepcopy(graph)
     layers = [graph.layers[0]]
     for layer in graph.layers[1:]:
-        if isinstance(layer, MVAU) and layer.nf > 1:
+        # Gather lanes buffer two whole frames of their own.
+        if isinstance(layer, MVAU) and layer.nf > 1 and not layer.gather:
             layers.append(_input_fifo(layer, layers[-1]))
         layers.append(layer)
     graph.layers = layers

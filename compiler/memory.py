@@ -27,7 +27,10 @@ block (in logic it costs a flip-flop per bit), and anything over
 :attr:`BlockRAM.logic_limit_bits` goes to block RAM. A layer's ``styles`` (set by the folding
 pass when block RAM runs short) overrides the rule per purpose.
 
-A third style, ``"spram"``, puts a RAM into the UP5K's single-port 16Kx16 SPRAM blocks
+``"distributed"`` puts a RAM into the family's LUT RAM (ECP5's 16x4 TRELLIS_DPR16X4); gather
+lanes' frame copies go there by default.
+
+A further style, ``"spram"``, puts a RAM into the UP5K's single-port 16Kx16 SPRAM blocks
 (:class:`hwgen.hw.spram.SPRAM`, ``ceil(width / 16)`` blocks side by side). SPRAM has no initial
 contents, so only RAMs that are written before they are read (input buffers) may go there.
 """
@@ -50,6 +53,7 @@ __all__ = [
     "block_ram_of",
     "block_rams",
     "ebr_count",
+    "gather_column_bits",
     "plan",
     "spram_blocks",
 ]
@@ -89,6 +93,11 @@ class BlockRAM:
         (ECP5's PFUMX/L6MUX21 combine LUT4s into up to 128-word columns).
     ram_cells_per_bit : float
         Logic cells per bit of a RAM in logic (its flip-flop and read multiplexer).
+    lutram : tuple[int, int] or None
+        ``(depth, width)`` of the family's distributed RAM primitive (LUTs used as RAM), if
+        it has one: ECP5's TRELLIS_DPR16X4.
+    lutram_cells : int
+        Logic cells one distributed RAM primitive takes from placement.
     """
 
     cell: str
@@ -103,6 +112,8 @@ class BlockRAM:
     rom_bits_per_cell: float
     rom_column_words: int | None
     ram_cells_per_bit: float
+    lutram: tuple | None = None
+    lutram_cells: int = 0
 
     @property
     def bits(self) -> int:
@@ -128,6 +139,11 @@ class BlockRAM:
                 best = (cost, count)
         return best[1]
 
+    def distributed_cells(self, width: int, depth: int) -> float:
+        """Estimated logic cells of a ``width`` x ``depth`` RAM in distributed RAM."""
+        words, bits = self.lutram
+        return math.ceil(depth / words) * math.ceil(width / bits) * self.lutram_cells
+
     def logic_cells(self, width: int, depth: int, rom: bool) -> float:
         """Estimated logic cells of a ``width`` x ``depth`` memory in logic."""
         if not rom:
@@ -152,7 +168,7 @@ ICE40_EBR = BlockRAM(cell="SB_RAM40_4K", abits=11, widths=(2, 4, 8, 16), byte=1,
 ECP5_DP16KD = BlockRAM(cell="DP16KD", abits=14, widths=(1, 2, 4, 9, 18, 36), byte=9,
                        cost=128, port_bits=36, logic_limit_bits=18432, ram_bits_per_block=384,
                        min_rom_depth=32, rom_bits_per_cell=16, rom_column_words=16,
-                       ram_cells_per_bit=1.0)
+                       ram_cells_per_bit=1.0, lutram=(16, 4), lutram_cells=6)
 #: Block RAM by device family (``Board.family``).
 BLOCK_RAMS = {"ice40": ICE40_EBR, "ecp5": ECP5_DP16KD}
 
@@ -160,7 +176,7 @@ BLOCK_RAMS = {"ice40": ICE40_EBR, "ecp5": ECP5_DP16KD}
 EBR_CONFIGS = ICE40_EBR.configs
 #: Shape of one iCE40 UP5K SPRAM block.
 SPRAM_WIDTH, SPRAM_DEPTH = 16, 16384
-STYLES = ("block", "logic", "spram")
+STYLES = ("block", "logic", "spram", "distributed")
 
 
 def block_ram_of(layer) -> BlockRAM:
@@ -200,7 +216,9 @@ class MemorySpec:
 
     @property
     def logic_cells(self) -> float:
-        """Estimated logic cells (0 unless in logic)."""
+        """Estimated logic cells (0 unless in logic or distributed RAM)."""
+        if self.style == "distributed":
+            return self.block_ram.distributed_cells(self.width, self.depth)
         if self.style != "logic":
             return 0.0
         return self.block_ram.logic_cells(self.width, self.depth, self.rom)
@@ -229,12 +247,17 @@ def _style(width: int, depth: int, rom: bool, block_ram: BlockRAM = ICE40_EBR) -
     return "block" if bits >= block_ram.ram_bits_per_block * blocks else "logic"
 
 
-def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
+def _spec(layer, purpose, width, depth, rom, default=None) -> MemorySpec:
     block_ram = block_ram_of(layer)
-    style = layer.styles.get(purpose.split("[")[0]) or _style(width, depth, rom, block_ram)
+    style = layer.styles.get(purpose.split("[")[0]) or default or \
+        _style(width, depth, rom, block_ram)
     if style not in STYLES:
         raise ValueError(f"{layer.name}: memory style {style!r} for {purpose} must be "
-                         f"'block', 'logic' or 'spram'")
+                         f"'block', 'logic', 'spram' or 'distributed'")
+    if style == "distributed" and (rom or block_ram.lutram is None):
+        raise ValueError(f"{layer.name}: {purpose} cannot go to distributed RAM: "
+                         f"{'it is a ROM' if rom else 'this family has none'}; put it in "
+                         f"'block' or 'logic'")
     if style == "spram" and rom:
         raise ValueError(f"{layer.name}: {purpose} has fixed contents, but SPRAM cannot be "
                          f"initialised; put it in 'block' or 'logic'")
@@ -246,6 +269,19 @@ def _spec(layer, purpose, width, depth, rom) -> MemorySpec:
 
 def plan(layer) -> list[MemorySpec]:
     """The memories ``layer`` instantiates with its current folding."""
+    if isinstance(layer, MVAU) and layer.gather:
+        # Weights and their input columns, slot by slot; a frame copy per lane (two banks).
+        lanes, words = layer.pe * layer.simd, sum(layer.fold_slots)
+        mems = [_spec(layer, "weights", lanes * layer.weight_bits, words, True),
+                _spec(layer, "columns", lanes * gather_column_bits(layer), words, True)]
+        # Small RAMs, one per lane: distributed RAM where the family has it.
+        default = "distributed" if block_ram_of(layer).lutram else None
+        mems += [_spec(layer, f"frame[{i}]", layer.simd * layer.in_bits, 2 * layer.sf, False,
+                       default) for i in range(lanes)]
+        if layer.thresholds is not None:
+            mems += [_spec(layer, f"thresholds[{j}]", layer.threshold_bits,
+                           layer.nf * 2**layer.out_bits, True) for j in range(layer.pe)]
+        return mems
     if isinstance(layer, MVAU):
         mems = [_spec(layer, "weights", layer.pe * layer.simd * layer.weight_bits,
                       layer.nf * layer.sf, True)]
@@ -261,6 +297,12 @@ def plan(layer) -> list[MemorySpec]:
         # One entry lives in the output register; a FIFO of two or fewer is registers only.
         return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth - 1, False)]
     return []
+
+
+def gather_column_bits(layer) -> int:
+    """Bits of one lane's input column in a gather layer's ``columns`` memory: the word of
+    the frame (``sf`` words of ``simd`` elements) and the element in it."""
+    return max(1, (layer.sf - 1).bit_length()) + max(1, (layer.simd - 1).bit_length())
 
 
 def block_rams(layers) -> int:

@@ -130,11 +130,19 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
     return graph
 
 
+def _scheme(layer: MVAU, source_shape) -> str:
+    parts = ["structured"] if tuple(source_shape) != layer.weights.shape else []
+    parts.append("gather lanes" if layer.gather else "dense")
+    return " + ".join(parts)
+
+
 def sparsity_report(graph: Dataflow) -> list[dict | None]:
     """Per layer (None for all but MVAUs): the source layer's shape, the neurons and weights
     structured pruning removed, the source layer's density (its nonzero weights over all of
-    them, counting zeros that quantization rounded), the zeros the hardware still stores, and
-    the scheme."""
+    them, counting zeros that quantization rounded), the zeros the hardware still stores, the
+    scheme (``structured`` when neurons or inputs left, then ``gather lanes`` or ``dense``
+    for the zeros left), and the multiplying slots per frame against a dense layer's with the
+    same folding."""
     source = graph.meta.get("source_weights", {})
     entries = []
     for layer in graph.layers:
@@ -153,6 +161,8 @@ def sparsity_report(graph: Dataflow) -> list[dict | None]:
             "weight_bits_removed": (weights - layer.weights.size) * layer.weight_bits,
             "density": round(info["nonzero"] / weights, 4) if weights else 0.0,
             "zeros_left": int(layer.weights.size - nonzero),
-            "scheme": "structured" if (out, inp) != layer.weights.shape else "dense",
+            "scheme": _scheme(layer, (out, inp)),
+            "slots": sum(layer.fold_slots),
+            "dense_slots": layer.nf * layer.sf,
         })
     return entries

@@ -27,6 +27,7 @@ accumulator holds the popcount ``P``, the thresholds are stored as popcounts and
 weights select ``x`` or ``-x``, binary inputs are two-bit signed values.
 """
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -38,7 +39,7 @@ from hwgen.compiler.dataflow import bits_for_range
 from .spram import SPRAM
 from .stream import OutputBuffer, beat_signature, check_layer, lane, rejecting
 
-__all__ = ["MVAU", "memory_shapes", "threshold_heap"]
+__all__ = ["MVAU", "gather_schedule", "memory_shapes", "threshold_heap"]
 
 
 def threshold_heap(row, out_bits: int) -> list[int]:
@@ -87,25 +88,58 @@ def _weight_code(w: int, wb: int, sign_magnitude: bool, bipolar: bool = False) -
     return w & ((1 << wb) - 1)
 
 
+def gather_schedule(layer):
+    """A gather layer's slots: ``[(n, [[(weight, column) per lane k] per PE j]) per slot]``.
+    Slot ``s`` of fold ``n`` gives lane ``(j, k)`` the nonzero weight number ``s*simd + k``
+    of neuron ``n*pe + j`` in column order, and ``(0, 0)`` past its last one."""
+    slots = []
+    for n, count in enumerate(layer.fold_slots):
+        rows = []
+        for j in range(layer.pe):
+            r = n * layer.pe + j
+            columns = np.flatnonzero(layer.weights[r]) if r < layer.mh else []
+            pairs = [(int(layer.weights[r, c]), int(c)) for c in columns]
+            rows.append(pairs + [(0, 0)] * (count * layer.simd - len(pairs)))
+        for s in range(count):
+            slots.append((n, [row[s * layer.simd:(s + 1) * layer.simd] for row in rows]))
+    return slots
+
+
 def _memory_plan(layer):
     nf, sf = layer.nf, layer.sf
     sign_magnitude, _ = _weight_coding(layer)
     bipolar = layer.weight_bipolar
     pe, simd, wb = layer.pe, layer.simd, layer.weight_bits
     words = []
-    for n in range(nf):
-        for s in range(sf):
-            word = 0
-            for j in range(pe):
-                for k in range(simd):
-                    r, c = n * pe + j, s * simd + k
-                    if r < layer.mh and c < layer.mw:
-                        w = _weight_code(int(layer.weights[r, c]), wb, sign_magnitude,
-                                         bipolar)
-                        word |= w << ((j * simd + k) * wb)
+    if layer.gather:
+        cb = memory.gather_column_bits(layer)
+        eb = max(1, (simd - 1).bit_length())
+        columns = []
+        for _, lanes in gather_schedule(layer):
+            word = column = 0
+            for i, (w, c) in enumerate(pair for row in lanes for pair in row):
+                word |= _weight_code(w, wb, sign_magnitude) << (i * wb)
+                column |= ((c // simd) << eb | c % simd) << (i * cb)
             words.append(word)
-    plan = [("weights", pe * simd * wb, nf * sf, words)]
-    if nf > 1:
+            columns.append(column)
+        plan = [("weights", pe * simd * wb, len(words), words),
+                ("columns", pe * simd * cb, len(words), columns)]
+        plan += [(f"frame[{i}]", simd * layer.in_bits, 2 * sf, None)
+                 for i in range(pe * simd)]
+    else:
+        for n in range(nf):
+            for s in range(sf):
+                word = 0
+                for j in range(pe):
+                    for k in range(simd):
+                        r, c = n * pe + j, s * simd + k
+                        if r < layer.mh and c < layer.mw:
+                            w = _weight_code(int(layer.weights[r, c]), wb, sign_magnitude,
+                                             bipolar)
+                            word |= w << ((j * simd + k) * wb)
+                words.append(word)
+        plan = [("weights", pe * simd * wb, nf * sf, words)]
+    if nf > 1 and not layer.gather:
         plan.append(("input_buffer", simd * layer.in_bits, sf, None))
     if layer.thresholds is not None:
         tb, ob = layer.threshold_bits, layer.out_bits
@@ -181,8 +215,111 @@ class MVAU(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from a frame's first input transfer to its first output transfer (never
-        stalled): ``sf + ceil(log2(simd)) // 2 + steps + 2``."""
+        stalled): ``sf + ceil(log2(simd)) // 2 + steps + 2``; with gather lanes the whole
+        frame arrives first, fold 0 ends with its multiplying slots, and stage 1 is a cycle
+        later: ``sf + fold_lengths[0] + ceil(log2(simd)) // 2 + steps + 3``."""
+        if self.layer.gather:
+            return (self.sf + self.layer.fold_lengths[0] + self.tree_stages + self.steps
+                    + 3)
         return self.sf + self.tree_stages + self.steps + 2
+
+    def _gather_issue(self, m, mems, adv):
+        """Gather lanes: the input side fills one bank of every lane's frame copy while the
+        issue side walks the slots of the other, full one. A slot's columns are read in the
+        issue cycle, the lanes' frame copies (and the weights) in the next, so stage 1 comes
+        a cycle later than in a dense layer. Returns the weight read port, each lane's input
+        element at stage 1, and the stage-1 flags."""
+        layer = self.layer
+        pe, simd, nf, sf = layer.pe, layer.simd, self.nf, self.sf
+        counts, slots = layer.fold_slots, layer.fold_lengths
+        words = sum(counts)
+        eb = max(1, (simd - 1).bit_length())
+        cb = memory.gather_column_bits(layer)
+        frames = [mems[f"frame[{i}]"] for i in range(pe * simd)]
+
+        # Input side: sf beats fill bank wbank of every frame copy; a full bank waits until
+        # the issue side has read it.
+        wbank, wbeat = Signal(), Signal(range(sf))
+        full = [Signal(name="full0"), Signal(name="full1")]
+        rbank, done_bank, release = Signal(), Signal(), Signal()
+        writing = self.i.valid & self.i.ready
+        m.d.comb += self.i.ready.eq(~Mux(wbank, full[1], full[0]))
+        for frame in frames:
+            port = frame.write_port()
+            m.d.comb += [port.addr.eq(Mux(wbank, sf + wbeat, wbeat)),
+                         port.data.eq(self.i.payload), port.en.eq(writing)]
+        with m.If(writing):
+            m.d.sync += wbeat.eq(Mux(wbeat == sf - 1, 0, wbeat + 1))
+            with m.If(wbeat == sf - 1):
+                m.d.sync += wbank.eq(~wbank)
+        for b in (0, 1):
+            # A bank is released when the reads of its last slot happen (the first advance
+            # after that slot issued); the input side sees it free a cycle later.
+            with m.If(release & adv & (done_bank == b)):
+                m.d.sync += full[b].eq(0)
+            with m.If(writing & (wbeat == sf - 1) & (wbank == b)):
+                m.d.sync += full[b].eq(1)
+
+        # Issue side: slot s of neuron fold n; count_n slots multiply, slots_n in all.
+        s = Signal(range(max(slots)))
+        n = Signal(range(nf))
+        count_n = Signal(range(max(counts) + 1))
+        slots_n = Signal(range(max(slots) + 1))
+        with m.Switch(n):
+            for fold in range(nf):
+                with m.Case(fold):
+                    m.d.comb += [count_n.eq(counts[fold]), slots_n.eq(slots[fold])]
+        waddr = Signal(range(words))
+        # The multiplying slots end the fold, so that consecutive folds hand over to the
+        # activation at least slots_n >= steps cycles apart, as in a dense layer.
+        mac = s >= slots_n - count_n
+        begin = (n == 0) & (s == 0)
+        fire = adv & (~begin | Mux(rbank, full[1], full[0]))
+        end_fold = s == slots_n - 1
+        end_frame = end_fold & (n == nf - 1)
+        with m.If(fire):
+            m.d.sync += s.eq(Mux(end_fold, 0, s + 1))
+            with m.If(end_fold):
+                m.d.sync += n.eq(Mux(n == nf - 1, 0, n + 1))
+            with m.If(mac):
+                m.d.sync += waddr.eq(Mux(waddr == words - 1, 0, waddr + 1))
+            with m.If(end_frame):
+                m.d.sync += [done_bank.eq(rbank), rbank.eq(~rbank)]
+        with m.If(adv):
+            m.d.sync += release.eq(fire & end_frame)
+
+        # Stage 0: the slot's columns arrive.
+        cport = mems["columns"].read_port()
+        m.d.comb += [cport.addr.eq(waddr), cport.en.eq(adv)]
+        v0, first0, last0, fold0 = Signal(), Signal(), Signal(), Signal(range(nf))
+        bank0, waddr0 = Signal(), Signal(range(words))
+        with m.If(adv):
+            m.d.sync += [v0.eq(fire & mac), first0.eq(s == slots_n - count_n), last0.eq(end_fold),
+                         fold0.eq(n), bank0.eq(rbank), waddr0.eq(waddr)]
+
+        # Stage 1: weights and every lane's input word arrive.
+        wport = mems["weights"].read_port()
+        m.d.comb += [wport.addr.eq(waddr0), wport.en.eq(adv)]
+        elements = []
+        for i, frame in enumerate(frames):
+            column = cport.data[i * cb:(i + 1) * cb]
+            port = frame.read_port()
+            word = column[eb:]
+            m.d.comb += [port.addr.eq(Mux(bank0, sf + word, word)), port.en.eq(adv)]
+            element = Signal(eb, name=f"element{i}")
+            with m.If(adv):
+                m.d.sync += element.eq(column[:eb])
+            elements.append((port, element))
+        v1, first1, last1, fold1 = Signal(), Signal(), Signal(), Signal(range(nf))
+        with m.If(adv):
+            m.d.sync += [v1.eq(v0), first1.eq(first0), last1.eq(last0), fold1.eq(fold0)]
+
+        def x_of(j, k):
+            port, element = elements[j * simd + k]
+            value = port.data.word_select(element, layer.in_bits)
+            return value.as_signed() if layer.in_signed else value
+
+        return wport, x_of, [v1, first1, last1, fold1]
 
     @property
     def memory_shapes(self) -> list[tuple[str, int, int]]:
@@ -208,45 +345,51 @@ class MVAU(wiring.Component):
         wiring.connect(m, obuf.o, wiring.flipped(self.o))
         adv = obuf.i.ready  # the pipeline moves only when a result could be taken
 
-        # Issue: slot s of neuron fold n.
-        s = Signal(range(S))
-        n = Signal(range(nf))
-        waddr = Signal(range(nf * sf))
-        mac = s < sf
-        need_in = (n == 0) & mac
-        fire = adv & (~need_in | self.i.valid)
-        m.d.comb += self.i.ready.eq(adv & need_in)
-        with m.If(fire):
-            m.d.sync += s.eq(Mux(s == S - 1, 0, s + 1))
-            with m.If(s == S - 1):
-                m.d.sync += n.eq(Mux(n == nf - 1, 0, n + 1))
-            with m.If(mac):
-                m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
+        if layer.gather:
+            wport, x_of, flags = self._gather_issue(m, mems, adv)
+        else:
+            # Issue: slot s of neuron fold n.
+            s = Signal(range(S))
+            n = Signal(range(nf))
+            waddr = Signal(range(nf * sf))
+            mac = s < sf
+            need_in = (n == 0) & mac
+            fire = adv & (~need_in | self.i.valid)
+            m.d.comb += self.i.ready.eq(adv & need_in)
+            with m.If(fire):
+                m.d.sync += s.eq(Mux(s == S - 1, 0, s + 1))
+                with m.If(s == S - 1):
+                    m.d.sync += n.eq(Mux(n == nf - 1, 0, n + 1))
+                with m.If(mac):
+                    m.d.sync += waddr.eq(Mux(waddr == nf * sf - 1, 0, waddr + 1))
 
-        wport = mems["weights"].read_port()
-        m.d.comb += [wport.addr.eq(waddr), wport.en.eq(adv)]
+            wport = mems["weights"].read_port()
+            m.d.comb += [wport.addr.eq(waddr), wport.en.eq(adv)]
 
-        # Stage 1: weights and inputs arrive; products are registered.
-        v1, first1, last1, fold1 = Signal(), Signal(), Signal(), Signal(range(nf))
-        xs1, stream1 = Signal(simd * layer.in_bits), Signal()
-        with m.If(adv):
-            m.d.sync += [v1.eq(fire & mac), first1.eq(s == 0), last1.eq(s == sf - 1),
-                         fold1.eq(n), xs1.eq(self.i.payload), stream1.eq(n == 0)]
-        x = xs1
-        if nf > 1 and isinstance(mems["input_buffer"], SPRAM):
-            # Single port: fold 0 writes (and reads nothing it needs), later folds read.
-            buf = mems["input_buffer"]
-            m.d.comb += [buf.addr.eq(s), buf.wdata.eq(self.i.payload),
-                         buf.we.eq(fire & need_in), buf.re.eq(adv)]
-            x = Mux(stream1, xs1, buf.rdata)
-        elif nf > 1:
-            bw = mems["input_buffer"].write_port()
-            br = mems["input_buffer"].read_port()
-            m.d.comb += [bw.addr.eq(s), bw.data.eq(self.i.payload), bw.en.eq(fire & need_in),
-                         br.addr.eq(s), br.en.eq(adv)]
-            x = Mux(stream1, xs1, br.data)
+            # Stage 1: weights and inputs arrive; products are registered.
+            v1, first1, last1, fold1 = Signal(), Signal(), Signal(), Signal(range(nf))
+            xs1, stream1 = Signal(simd * layer.in_bits), Signal()
+            with m.If(adv):
+                m.d.sync += [v1.eq(fire & mac), first1.eq(s == 0), last1.eq(s == sf - 1),
+                             fold1.eq(n), xs1.eq(self.i.payload), stream1.eq(n == 0)]
+            x = xs1
+            if nf > 1 and isinstance(mems["input_buffer"], SPRAM):
+                # Single port: fold 0 writes (and reads nothing it needs), later folds read.
+                buf = mems["input_buffer"]
+                m.d.comb += [buf.addr.eq(s), buf.wdata.eq(self.i.payload),
+                             buf.we.eq(fire & need_in), buf.re.eq(adv)]
+                x = Mux(stream1, xs1, buf.rdata)
+            elif nf > 1:
+                bw = mems["input_buffer"].write_port()
+                br = mems["input_buffer"].read_port()
+                m.d.comb += [bw.addr.eq(s), bw.data.eq(self.i.payload), bw.en.eq(fire & need_in),
+                             br.addr.eq(s), br.en.eq(adv)]
+                x = Mux(stream1, xs1, br.data)
 
-        flags = [v1, first1, last1, fold1]
+            flags = [v1, first1, last1, fold1]
+
+            def x_of(j, k):
+                return lane(x, k, layer.in_bits, layer.in_signed)
 
         def stage(values):
             """Register ``values`` and the slot flags on ``adv``."""
@@ -296,7 +439,7 @@ class MVAU(wiring.Component):
         products, ranges, signs = [], [], []
         for j in range(pe):
             for k in range(simd):
-                xk = lane(x, k, layer.in_bits, layer.in_signed)
+                xk = x_of(j, k)
                 if layer.in_bipolar and not layer.xnor:
                     xk = Cat(Const(1, 1), ~xk[0]).as_signed()  # bit b -> 2b - 1
                 if layer.weight_bipolar:

@@ -156,7 +156,10 @@ def first_frame(graph, blocks=None) -> list[int]:
 
     - MVAU: fold 0 takes input beat ``s`` in its slot ``s``, one slot per cycle, waiting for
       the beat; later folds follow every ``max(sf, steps)`` cycles; output beat ``n`` leaves
-      ``latency - sf`` cycles after the last product of fold ``n`` issues, plus one.
+      ``latency - sf`` cycles after the last product of fold ``n`` issues, plus one. With
+      gather lanes, fold 0 starts the cycle after the frame's last beat and fold ``n`` takes
+      ``fold_lengths[n]`` cycles (with the bank free: frames of the first-frame model
+      never wait for one).
     - WidthConverter: an output beat leaves one cycle after the last input beat it needs.
     - FIFO: ``latency`` cycles after its input beat.
     - LabelSelect: ``latency - (beats - 1)`` cycles after the frame's last input beat.
@@ -180,7 +183,13 @@ def _schedule(layer, block, arrivals: list[int]) -> list[int]:
     def leave(t):
         out.append(max(t, out[-1] + 1) if out else t)
 
-    if isinstance(layer, dataflow.MVAU):
+    if isinstance(layer, dataflow.MVAU) and layer.gather:
+        # The whole frame first; fold n's last product issues at the end of its slots.
+        end = arrivals[layer.sf - 1]
+        for length in layer.fold_lengths:
+            end += length
+            leave(end + block.latency - layer.sf - layer.fold_lengths[0] + 1)
+    elif isinstance(layer, dataflow.MVAU):
         issue = -1
         for t in arrivals[:layer.sf]:
             issue = max(t, issue + 1)

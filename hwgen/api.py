@@ -655,6 +655,7 @@ def _layer_report(layer, plan) -> dict:
         entry["in"]["bipolar"], entry["out"]["bipolar"] = layer.in_bipolar, layer.out_bipolar
         entry.update({"shape": [layer.mh, layer.mw], "pe": layer.pe, "simd": layer.simd,
                       "nf": layer.nf, "sf": layer.sf, "weight_bits": layer.weight_bits,
+                      "gather": layer.gather, "fold_slots": layer.fold_slots,
                       "mode": "xnor-popcount" if layer.xnor else "mac",
                       "weight_bipolar": layer.weight_bipolar,
                       "acc_bits": layer.acc_bits, "activation": "thresholds"

@@ -219,19 +219,22 @@ def markdown(report: dict) -> str:
     if sparse:
         parts += ["## Sparsity", "",
                   "| layer | source shape | neurons removed | weights removed | density | "
-                  "zeros left | scheme |",
-                  "|---|---|---|---|---|---|---|"]
+                  "zeros left | scheme | slots (dense) |",
+                  "|---|---|---|---|---|---|---|---|"]
         for layer in sparse:
             sp = layer["sparsity"]
             removed = (f"{sp['weights_removed']} ({sp['weight_bits_removed']} bits)"
                        if sp["weights_removed"] else "0")
             parts.append(f"| {layer['name']} | {'x'.join(map(str, sp['source_shape']))} | "
                          f"{sp['neurons_removed']} | {removed} | {sp['density']:.1%} | "
-                         f"{sp['zeros_left']} | {sp['scheme']} |")
+                         f"{sp['zeros_left']} | {sp['scheme']} | "
+                         f"{sp['slots']} ({sp['dense_slots']}) |")
         parts += ["", "Density counts the nonzero weights against every weight of the source "
                   "layer (zeros that quantization rounded count too). Neurons whose weights are "
                   "all zero have constant outputs, folded into the next layer's thresholds or "
-                  "bias; neurons nothing reads are dropped; both leave the hardware "
+                  "bias; neurons nothing reads are dropped; both leave the hardware. Gather "
+                  "lanes multiply only the nonzero weights: *slots* counts the multiplying "
+                  "slots of a frame, against a dense layer's with the same PE and SIMD "
                   "(docs/pruning.md).", ""]
     parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
               "(`nf * max(sf, steps)` for an MVAU); bits are `u`nsigned, `s`igned or `b`inary "

@@ -142,3 +142,42 @@ def test_popcount_cells():
     assert popcount_cells(2) == 2          # one 2-bit sum
     assert popcount_cells(4) == 2 * 2 + 3  # two 2-bit sums, one 3-bit
     assert popcount_cells(49) < 4 * 49
+
+
+def sparse_mlp(rng, density=0.25):
+    graph = mlp(rng)
+    for layer in graph.layers:
+        layer.weights = layer.weights * (rng.random(layer.weights.shape) < density)
+    return graph
+
+
+ECP5_85F = {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156}
+
+
+def test_gather_lanes_where_the_family_has_lut_ram():
+    rng = np.random.default_rng(7)
+    sparse = sparse_mlp(rng)
+    ecp5 = lower(sparse, Budget.from_totals(ECP5_85F, family="ecp5"))
+    assert all(layer.gather for layer in ecp5.layers if isinstance(layer, MVAU))
+    assert not any(isinstance(layer, FIFO) for layer in ecp5.layers)  # frames buffered
+    ice40 = lower(sparse, Budget.from_totals(UP5K))
+    assert not any(getattr(layer, "gather", False) for layer in ice40.layers)
+    dense = lower(mlp(np.random.default_rng(7)), Budget.from_totals(ECP5_85F, family="ecp5"))
+    assert not any(getattr(layer, "gather", False) for layer in dense.layers)
+
+
+def test_gather_memory_plan_and_override():
+    rng = np.random.default_rng(8)
+    graph = fold(sparse_mlp(rng), Budget.from_totals(ECP5_85F, family="ecp5"),
+                 {"fc0": {"pe": 2, "simd": 4, "gather": True}})
+    fc0 = graph.layers[0]
+    specs = {spec.purpose: spec for spec in plan(fc0)}
+    assert fc0.gather and "input_buffer" not in specs
+    assert specs["weights"].depth == specs["columns"].depth == sum(fc0.fold_slots)
+    assert sum(fc0.fold_slots) < fc0.nf * fc0.sf / 2
+    frames = [spec for purpose, spec in specs.items() if purpose.startswith("frame[")]
+    assert len(frames) == 8 and {f.style for f in frames} == {"distributed"}
+    assert frames[0].depth == 2 * fc0.sf and frames[0].logic_cells > 0
+    with pytest.raises(FitError, match="distributed"):
+        fold(sparse_mlp(rng), Budget.from_totals(UP5K),
+             {"fc0": {"pe": 2, "simd": 4, "gather": True, "styles": {"frame": "distributed"}}})

@@ -52,7 +52,7 @@ def test_dead_and_unused_neurons_go_and_outputs_stay_exact():
     report = sparsity_report(pruned)
     assert report[1]["source_shape"] == [64, 64] and report[1]["neurons_removed"] == 2
     assert report[1]["density"] == round(np.count_nonzero(fc1.weights) / fc1.weights.size, 4)
-    assert report[2]["inputs_removed"] == 2 and report[2]["scheme"] == "structured"
+    assert report[2]["inputs_removed"] == 2 and report[2]["scheme"] == "structured + dense"
     assert_same_outputs(pruned, dense, rng)
     assert dense.layers[0].mh == 64  # the input graph is left alone
 

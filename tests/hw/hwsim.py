@@ -107,9 +107,12 @@ def acc_range(weights, in_bits, in_signed, in_bipolar=False):
 
 def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=3,
               weight_signed=True, out_bits=2, out_signed=False, mode="thresholds",
-              out_base=None, name="mvau", in_bipolar=False, weight_bipolar=False):
+              out_base=None, name="mvau", in_bipolar=False, weight_bipolar=False, density=1.0,
+              gather=False):
     """A random MVAU description; ``mode`` is "thresholds", "bias" or "logits". Binary inputs
-    (``in_bipolar``) are bits meaning -1/+1; binary weights (``weight_bipolar``) are -1/+1."""
+    (``in_bipolar``) are bits meaning -1/+1; binary weights (``weight_bipolar``) are -1/+1.
+    Integer weights are zeroed at random to keep about ``density`` of them; ``gather``
+    builds gather lanes."""
     if in_bipolar:
         in_bits, in_signed = 1, False
     if weight_bipolar:
@@ -118,6 +121,7 @@ def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=
     else:
         wlo, whi = int_range(weight_bits, weight_signed)
         weights = rng.integers(wlo, whi + 1, size=(mh, mw))
+        weights = weights * (rng.random((mh, mw)) < density)
     amin, amax = acc_range(weights, in_bits, in_signed, in_bipolar)
     acc_bits = bits_for_range(min(int(amin.min()), -1), int(amax.max()))[0]
     kw = {}
@@ -138,7 +142,7 @@ def make_mvau(rng, mh, mw, *, pe, simd, in_bits=3, in_signed=False, weight_bits=
     return MVAU(name=name, weights=weights, in_bits=in_bits, in_signed=in_signed,
                 weight_bits=weight_bits, weight_signed=weight_signed, acc_bits=acc_bits,
                 out_bits=out_bits, out_signed=out_signed, pe=pe, simd=simd,
-                in_bipolar=in_bipolar, weight_bipolar=weight_bipolar,
+                in_bipolar=in_bipolar, weight_bipolar=weight_bipolar, gather=gather,
                 out_bipolar=mode == "thresholds" and out_bits == 1 and kw["out_base"] == 0,
                 **kw)
 

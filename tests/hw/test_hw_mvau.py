@@ -197,3 +197,61 @@ def test_mvau_weight_coding(case):
         check(layer, frames=3, p_gap=0.2, p_stall=0.3, seed=simd)
         dut, tin, tout = check(layer, frames=3, seed=simd)
         assert tout[0] - tin[0] == dut.latency
+
+
+GATHER = {
+    # name: (mh, mw, keyword arguments of make_mvau): gather lanes on sparse weights
+    "gather-thresholds": (10, 13, {"pe": 2, "simd": 3, "out_bits": 2, "density": 0.25}),
+    "gather-signed-in": (6, 16, {"pe": 3, "simd": 2, "out_bits": 3, "in_signed": True,
+                                 "weight_bits": 4, "density": 0.3}),
+    "gather-bias": (7, 12, {"pe": 2, "simd": 4, "mode": "bias", "density": 0.2}),
+    "gather-pe1-simd1": (3, 9, {"pe": 1, "simd": 1, "out_bits": 2, "density": 0.4}),
+    "gather-dense": (4, 6, {"pe": 2, "simd": 2, "out_bits": 1, "density": 1.0}),
+    "gather-empty-rows": (5, 8, {"pe": 1, "simd": 2, "out_bits": 2, "density": 0.05}),
+    "gather-binary-in": (6, 11, {"pe": 3, "simd": 2, "weight_bits": 3, "out_bits": 1,
+                                 "in_bipolar": True, "density": 0.3}),
+    "gather-fill-bound": (2, 8, {"pe": 2, "simd": 2, "mode": "bias", "density": 0.5}),
+    "gather-fill-eq-compute": (2, 4, {"pe": 2, "simd": 1, "mode": "bias", "density": 1.0}),
+}
+
+
+def gather_layer(case):
+    mh, mw, kw = GATHER[case]
+    return make_mvau(np.random.default_rng(zlib.crc32(case.encode())), mh, mw, gather=True,
+                     **kw)
+
+
+@pytest.mark.parametrize("case", GATHER)
+def test_gather_backpressure(case):
+    check(gather_layer(case), frames=5, p_gap=0.3, p_stall=0.4, seed=1)
+
+
+@pytest.mark.parametrize("case", GATHER)
+def test_gather_throughput_latency(case):
+    layer = gather_layer(case)
+    frames = 5
+    dut, tin, tout = check(layer, frames=frames)
+    firsts = tout[::layer.nf]
+    assert [b - a for a, b in itertools.pairwise(firsts)] == [layer.cycles] * (frames - 1)
+    assert tout[0] - tin[0] == dut.latency
+
+
+def test_gather_cycle_cases_are_covered():
+    """The three cases of the cycle formula: compute-bound, fill-bound, and equal (an idle
+    slot more: the bank is handed back a cycle after its last slot)."""
+    layers = {case: gather_layer(case) for case in GATHER}
+    compute = {case: sum(max(c, layer.steps) for c in layer.fold_slots)
+               for case, layer in layers.items()}
+    assert layers["gather-thresholds"].cycles == compute["gather-thresholds"] > \
+        layers["gather-thresholds"].sf
+    assert layers["gather-fill-bound"].cycles == layers["gather-fill-bound"].sf > \
+        compute["gather-fill-bound"]
+    assert layers["gather-fill-eq-compute"].cycles == layers["gather-fill-eq-compute"].sf + 1
+    assert compute["gather-fill-eq-compute"] == layers["gather-fill-eq-compute"].sf
+
+
+def test_gather_skips_zeros():
+    """A quarter of the weights: about a quarter of the slots."""
+    layer = gather_layer("gather-thresholds")
+    dense = make_mvau(np.random.default_rng(0), 10, 13, pe=2, simd=3, out_bits=2)
+    assert sum(layer.fold_slots) < sum(dense.fold_slots) / 2
