@@ -106,7 +106,9 @@ class MVAU:
     Folding: ``pe`` output lanes and ``simd`` input lanes. ``nf = ceil(mh / pe)`` neuron folds
     of ``sf = ceil(mw / simd)`` synapse folds; the activation of each neuron fold takes
     ``steps`` cycles (a binary search over the thresholds, one comparison per output bit) and
-    overlaps the next fold's accumulation, hence ``cycles = nf * max(sf, steps)``.
+    overlaps the next fold's accumulation, hence ``cycles = nf * max(sf, steps)``. With
+    :attr:`gather` a fold takes only the slots its nonzero weights need
+    (:attr:`fold_lengths`, :attr:`cycles`).
     """
 
     name: str

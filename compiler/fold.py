@@ -32,8 +32,9 @@ from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
 from .errors import FitError
 from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, plan, spram_blocks
 
-__all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "fold", "input_floor",
-           "insert_fifos", "insert_width_converters", "lower", "popcount_cells"]
+__all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "fold",
+           "folding_of", "input_floor", "insert_fifos", "insert_width_converters", "lower",
+           "popcount_cells"]
 
 #: Gather lanes are considered for layers with at most this fraction of nonzero weights.
 GATHER_DENSITY = 0.5
@@ -237,7 +238,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     equals, the fewest logic cells. Every layer gets ``block_ram``, the budget's block RAM
     geometry, which the memory plan reads. ``overrides`` maps layer names to ``{"pe": .,
     "simd": .}`` (optionally ``"styles"``: memory purpose -> ``"block"`` or ``"logic"``, and
-    ``"spram"`` for input buffers) and fixes those layers. Raises :class:`FitError` when even
+    ``"spram"`` for input buffers, ``"distributed"`` for gather lanes' frame copies) and
+    ``"gather": true`` (gather lanes) and fixes those layers. Raises :class:`FitError` when even
     the most folded design exceeds the budget.
     """
     graph = copy.deepcopy(graph)
@@ -256,20 +258,24 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
             entry = overrides[layer.name]
             try:
                 layer.pe, layer.simd = int(entry.get("pe", 1)), int(entry.get("simd", 1))
-                layer.gather = bool(entry.get("gather", False))
+                layer.gather = entry.get("gather", False)
+                if not isinstance(layer.gather, bool):
+                    raise TypeError(f"gather must be true or false, not {layer.gather!r}")
                 styles = {str(k): str(v) for k, v in entry.get("styles", {}).items()}
             except (AttributeError, TypeError, ValueError) as exc:
                 raise FitError(f"folding for layer {layer.name!r} must look like "
                                f'{{"pe": 4, "simd": 8, "styles": {{"input_buffer": "logic"}}}} '
-                               f"(styles optional), not {entry!r}") from exc
+                               f'(styles optional; "gather": true for gather lanes), not '
+                               f"{entry!r}: {exc}") from exc
             try:
                 layer.check_folding()
-                unknown = set(styles) - {"weights", "input_buffer", "thresholds", "columns",
-                                         "frame"}
+                names = {"weights", "thresholds"} | (
+                    {"columns", "frame"} if layer.gather else {"input_buffer"})
+                unknown = set(styles) - names
                 if unknown:
-                    raise ValueError(f"{layer.name}: unknown memories {sorted(unknown)} in "
-                                     f"styles; name weights, input_buffer or thresholds (with "
-                                     f"gather lanes: columns, frame)")
+                    kind = "gather lanes have" if layer.gather else "a dense layer has"
+                    raise ValueError(f"{layer.name}: {kind} no memories {sorted(unknown)}; "
+                                     f"its styles may name {', '.join(sorted(names))}")
                 layer.styles = styles
                 plan(layer)  # rejects unknown styles and SPRAM for fixed contents
             except ValueError as exc:
@@ -313,6 +319,15 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
         layer.gather = option.gather
     _fix_label_select(graph)
     return graph
+
+
+def folding_of(graph: Dataflow) -> dict:
+    """The folding file (``--fold``) that reproduces ``graph``'s folding and memory placement
+    when fed back to :func:`fold`."""
+    return {layer.name: {"pe": layer.pe, "simd": layer.simd,
+                         **({"gather": True} if layer.gather else {}),
+                         **({"styles": dict(layer.styles)} if layer.styles else {})}
+            for layer in graph.layers if isinstance(layer, MVAU)}
 
 
 def _pick(free, options, target: int, fixed: _Option, budget: Budget):

@@ -278,6 +278,9 @@ def plan(layer) -> list[MemorySpec]:
         default = "distributed" if block_ram_of(layer).lutram else None
         mems += [_spec(layer, f"frame[{i}]", layer.simd * layer.in_bits, 2 * layer.sf, False,
                        default) for i in range(lanes)]
+        if mems[-1].style == "spram":  # one port: it could not fill a bank while reading one
+            raise ValueError(f"{layer.name}: gather lanes' frame copies cannot go to SPRAM; "
+                             f"put them in 'distributed', 'block' or 'logic'")
         if layer.thresholds is not None:
             mems += [_spec(layer, f"thresholds[{j}]", layer.threshold_bits,
                            layer.nf * 2**layer.out_bits, True) for j in range(layer.pe)]

@@ -178,17 +178,20 @@ class MVAU(wiring.Component):
         last beat are ignored. Input is taken during neuron fold 0 only (and buffered for the
         other folds), so ``ready`` is low during folds ``1..nf-1``; a producer slower than
         one beat per cycle then stretches fold 0, so a stitched design needs a FIFO in front
-        (about one input frame deep) to keep ``layer.cycles``.
+        (about one input frame deep) to keep ``layer.cycles``. With gather lanes
+        (``layer.gather``) a frame fills one bank of the frame copies and ``ready`` is low
+        only while both banks hold a frame not yet read.
     o : Out(stream.Signature(unsigned(pe * out_bits)))
         ``nf = ceil(mh / pe)`` beats per frame; padding lanes of the last beat are 0.
 
-    Throughput: exactly ``layer.cycles = nf * max(sf, steps)`` cycles per frame with input
-    always valid and output always ready. Latency (:attr:`latency`): ``sf + tree_stages +
-    steps + 2`` cycles from the transfer of a frame's first input beat to that of its first
-    output beat, with ``tree_stages = ceil(log2(simd)) // 2``. Back-pressure: the whole
-    pipeline advances on the output buffer's registered ``ready`` (it stalls while two
-    results wait), so ``i.ready`` never depends combinationally on ``o.ready``; an input gap
-    inserts a bubble.
+    Throughput: exactly ``layer.cycles`` cycles per frame with input always valid and output
+    always ready (``nf * max(sf, steps)``; with gather lanes ``max(sum(fold_lengths), sf)``).
+    Latency (:attr:`latency`): ``sf + tree_stages + steps + 2`` cycles from the transfer of a
+    frame's first input beat to that of its first output beat, with ``tree_stages =
+    ceil(log2(simd)) // 2`` (more with gather lanes). Back-pressure: the whole pipeline
+    advances on the output buffer's registered ``ready`` (it stalls while two results wait),
+    so ``i.ready`` never depends combinationally on ``o.ready``; an input gap inserts a
+    bubble.
 
     Memories (see :attr:`memory_shapes`): weights ``pe*simd*weight_bits`` x ``nf*sf`` (word
     ``n*sf + s``; narrow signed weights as sign and magnitude, see the module docstring); an
@@ -196,6 +199,9 @@ class MVAU(wiring.Component):
     :class:`~hwgen.hw.spram.SPRAM` as the plan says); with thresholds,
     one memory per PE lane of ``threshold_bits`` x ``nf * 2**out_bits`` (heap order, address
     ``n * 2**out_bits + node``); lanes search different nodes, so they cannot share one port.
+    Gather lanes replace the input buffer with ``columns`` (a column per lane and slot) and a
+    two-bank frame copy per lane, ``frame[i]`` of ``simd*in_bits`` x ``2*sf``, and the weights
+    hold one word per multiplying slot (:func:`gather_schedule`).
     """
 
     def __init__(self, layer):

@@ -207,7 +207,7 @@ def build(model: str | Path, options: BuildOptions | None = None, *,
 
 def _build(model, options, board, out, stages, report):
     from hwgen import compiler
-    from hwgen.compiler.fold import Budget, lower
+    from hwgen.compiler.fold import Budget, folding_of, lower
     from hwgen.compiler.memory import bandwidth_bound, block_rams, plan, spram_blocks
     from hwgen.compiler.prune import sparsity_report
     from hwgen.sim import golden, reference
@@ -226,10 +226,7 @@ def _build(model, options, board, out, stages, report):
                                      ) from None
         graph = lower(graph, Budget.from_totals(board.totals, family=board.family), overrides)
         # Fed back through --fold, this reproduces the build's folding and memory placement.
-        (out / "folding.json").write_text(json.dumps(
-            {layer.name: {"pe": layer.pe, "simd": layer.simd,
-                          **({"styles": layer.styles} if layer.styles else {})}
-             for layer in graph.layers if hasattr(layer, "pe")}, indent=2) + "\n")
+        (out / "folding.json").write_text(json.dumps(folding_of(graph), indent=2) + "\n")
 
     with stages("golden", "golden model and PyTorch reference"):
         x = make_vectors(graph, options)

@@ -52,7 +52,9 @@ def _common(command):
                      help='Folding overrides, JSON: {"fc0": {"pe": 4, "simd": 8}, ...}, '
                           'optionally with memory placements: "styles": {"input_buffer": '
                           '"spram"} (block or logic for weights, input_buffer, thresholds; '
-                          "spram for input_buffer). Layers not named are folded "
+                          'spram for input_buffer). "gather": true asks for gather lanes '
+                          "(sparse layers on ECP5; their memories: weights, columns, frame, "
+                          "thresholds; frame may be distributed). Layers not named are folded "
                           "automatically. The chosen folding is written to folding.json in "
                           "the build folder."),
         click.option("--output", type=click.Choice(["logits", "label"]), default="logits",

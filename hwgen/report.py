@@ -237,7 +237,8 @@ def markdown(report: dict) -> str:
                   "slots of a frame, against a dense layer's with the same PE and SIMD "
                   "(docs/pruning.md).", ""]
     parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
-              "(`nf * max(sf, steps)` for an MVAU); bits are `u`nsigned, `s`igned or `b`inary "
+              "(`nf * max(sf, steps)` for a dense MVAU, `max(sum(fold_lengths), sf)` for "
+              "gather lanes); bits are `u`nsigned, `s`igned or `b`inary "
               "(1 meaning +1, 0 meaning -1); the slowest layer sets the accelerator's "
               "cycles per frame, which the simulation must measure exactly. `fps` is at the "
               "clock the bitstream runs at, `fps_at_fmax` at the fmax nextpnr reports. The weight "

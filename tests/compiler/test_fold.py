@@ -8,7 +8,7 @@ from layers import UP5K, mlp, mvau
 
 from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, InputQuant, WidthConverter
 from hwgen.compiler.errors import FitError
-from hwgen.compiler.fold import Budget, estimate, fold, lower, popcount_cells
+from hwgen.compiler.fold import Budget, estimate, fold, folding_of, lower, popcount_cells
 from hwgen.compiler.memory import block_rams, ebr_count, plan, spram_blocks
 from hwgen.sim import golden
 
@@ -181,3 +181,25 @@ def test_gather_memory_plan_and_override():
     with pytest.raises(FitError, match="distributed"):
         fold(sparse_mlp(rng), Budget.from_totals(UP5K),
              {"fc0": {"pe": 2, "simd": 4, "gather": True, "styles": {"frame": "distributed"}}})
+
+
+def test_folding_file_reproduces_gather_lanes():
+    rng = np.random.default_rng(9)
+    sparse = sparse_mlp(rng)
+    budget = Budget.from_totals(ECP5_85F, family="ecp5")
+    first = lower(sparse, budget)
+    again = lower(sparse, budget, folding_of(first))
+    assert folding_of(again) == folding_of(first)
+    assert [layer.cycles for layer in again.layers] == [layer.cycles for layer in first.layers]
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ({"pe": 2, "simd": 4, "gather": "false"}, "gather must be true or false"),
+    ({"pe": 2, "simd": 4, "styles": {"frame": "block"}}, "a dense layer has no memories"),
+    ({"pe": 2, "simd": 4, "gather": True, "styles": {"input_buffer": "logic"}},
+     "gather lanes have no memories"),
+    ({"pe": 1, "simd": 2, "gather": True, "styles": {"frame": "spram"}}, "cannot go to SPRAM"),
+])
+def test_gather_folding_file_errors(entry, words):
+    with pytest.raises(FitError, match=words):
+        fold(sparse_mlp(np.random.default_rng(10)), Budget.from_totals(UP5K), {"fc0": entry})
