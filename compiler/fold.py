@@ -273,9 +273,9 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                     {"columns", "frame"} if layer.gather else {"input_buffer"})
                 unknown = set(styles) - names
                 if unknown:
-                    kind = "gather lanes have" if layer.gather else "a dense layer has"
-                    raise ValueError(f"{layer.name}: {kind} no memories {sorted(unknown)}; "
-                                     f"its styles may name {', '.join(sorted(names))}")
+                    kind = "gather lanes" if layer.gather else "a dense layer"
+                    raise ValueError(f"{layer.name}: unknown memories {sorted(unknown)} for "
+                                     f"{kind}; its styles may name {', '.join(sorted(names))}")
                 layer.styles = styles
                 plan(layer)  # rejects unknown styles and SPRAM for fixed contents
             except ValueError as exc:
