@@ -54,6 +54,7 @@ __all__ = [
     "block_rams",
     "ebr_count",
     "gather_column_bits",
+    "gather_element_bits",
     "plan",
     "spram_blocks",
 ]
@@ -302,10 +303,16 @@ def plan(layer) -> list[MemorySpec]:
     return []
 
 
+def gather_element_bits(layer) -> int:
+    """Bits of the element index (in a frame word of ``simd`` elements) in a gather layer's
+    column; the column's low bits."""
+    return max(1, (layer.simd - 1).bit_length())
+
+
 def gather_column_bits(layer) -> int:
     """Bits of one lane's input column in a gather layer's ``columns`` memory: the word of
-    the frame (``sf`` words of ``simd`` elements) and the element in it."""
-    return max(1, (layer.sf - 1).bit_length()) + max(1, (layer.simd - 1).bit_length())
+    the frame (``sf`` words of ``simd`` elements) above the element in it."""
+    return max(1, (layer.sf - 1).bit_length()) + gather_element_bits(layer)
 
 
 def block_rams(layers) -> int:

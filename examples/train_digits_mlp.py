@@ -64,11 +64,13 @@ def seed():
 
 
 def data():
-    """The digits split: ``(x_train, x_test, y_train, y_test)`` as NumPy arrays."""
+    """The digits split as tensors: ``(x_train, y_train, x_test, y_test)``."""
     digits = load_digits()
     x = digits.data.astype(np.float32)
     y = digits.target.astype(np.int64)
-    return train_test_split(x, y, test_size=360, random_state=SPLIT_SEED, stratify=y)
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, y, test_size=360, random_state=SPLIT_SEED, stratify=y)
+    return tuple(torch.from_numpy(a) for a in (x_train, y_train, x_test, y_test))
 
 
 def train(net, xt, yt, xv, yv, epochs=EPOCHS, lr=LR):
@@ -107,23 +109,21 @@ def export(net, xv, path: Path):
 def main():
     start = time.time()
     seed()
-    x_train, x_test, y_train, y_test = data()
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test)
+    xt, yt, xv, yv = data()
     net = train(model(), xt, yt, xv, yv)
 
     test_acc = accuracy(net, xv, yv)
     train_acc = accuracy(net, xt, yt)
     export(net, xv, HERE / "digits_mlp_w4a4.pt")
-    np.save(HERE / "digits_test_x.npy", x_test.astype(np.float32))
-    np.save(HERE / "digits_test_y.npy", y_test.astype(np.int64))
+    np.save(HERE / "digits_test_x.npy", xv.numpy())
+    np.save(HERE / "digits_test_y.npy", yv.numpy())
     record = {
         "model": "digits_mlp_w4a4.pt",
         "architecture": "QuantIdentity(4b) - 64x64 - BN - QuantReLU(4b) - 64x64 - BN - "
                         "QuantReLU(4b) - 64x10 (+int32 bias)",
         "dataset": "sklearn.datasets.load_digits",
-        "train_vectors": len(x_train),
-        "test_vectors": len(x_test),
+        "train_vectors": len(xt),
+        "test_vectors": len(xv),
         "split_seed": SPLIT_SEED,
         "torch_seed": TORCH_SEED,
         "epochs": EPOCHS,
@@ -136,7 +136,7 @@ def main():
         "torch": torch.__version__,
     }
     (HERE / "digits_mlp_w4a4.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"test accuracy {test_acc:.4f} ({len(x_test)} held-out digits), "
+    print(f"test accuracy {test_acc:.4f} ({len(xv)} held-out digits), "
           f"{time.time() - start:.1f} s")
 
 

@@ -62,9 +62,7 @@ def _write(net, name, how, dense_acc, xt, yt, xv, yv):
 def main():
     start = time.time()
     seed()
-    x_train, x_test, y_train, y_test = data()
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    xv, yv = torch.from_numpy(x_test), torch.from_numpy(y_test)
+    xt, yt, xv, yv = data()
     dense = train(model(), xt, yt, xv, yv)
     dense_acc = accuracy(dense, xv, yv)
     state = {k: v.clone() for k, v in dense.state_dict().items()}

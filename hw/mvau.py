@@ -113,7 +113,7 @@ def _memory_plan(layer):
     words = []
     if layer.gather:
         cb = memory.gather_column_bits(layer)
-        eb = max(1, (simd - 1).bit_length())
+        eb = memory.gather_element_bits(layer)
         columns = []
         for _, lanes in gather_schedule(layer):
             word = column = 0
@@ -239,7 +239,7 @@ class MVAU(wiring.Component):
         pe, simd, nf, sf = layer.pe, layer.simd, self.nf, self.sf
         counts, slots = layer.fold_slots, layer.fold_lengths
         words = sum(counts)
-        eb = max(1, (simd - 1).bit_length())
+        eb = memory.gather_element_bits(layer)
         cb = memory.gather_column_bits(layer)
         frames = [mems[f"frame[{i}]"] for i in range(pe * simd)]
 

@@ -1,4 +1,4 @@
-"""Random 4-bit layers for the folding and memory-plan tests."""
+"""Random layers for the folding, memory-plan and pruning tests."""
 
 import itertools
 
@@ -7,6 +7,7 @@ import numpy as np
 from hwgen.compiler.dataflow import MVAU, Dataflow, InputQuant
 
 UP5K = {"lut": 5280, "ff": 5280, "bram": 30, "dsp": 8, "spram": 4}
+ECP5_85F = {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156, "spram": 0}
 
 
 def mvau(name, mh, mw, rng, thresholds=True, **kw):
@@ -25,3 +26,24 @@ def mlp(rng, sizes=(64, 64, 64, 10)):
     layers = [mvau(f"fc{i}", o, n, rng, thresholds=i < len(sizes) - 2)
               for i, (n, o) in enumerate(itertools.pairwise(sizes))]
     return Dataflow("mlp", InputQuant((sizes[0],), 4, False, False, 1.0), layers)
+
+
+def sparse_mlp(rng, density=0.25):
+    """:func:`mlp` with about ``density`` of the weights left nonzero."""
+    graph = mlp(rng)
+    for layer in graph.layers:
+        layer.weights = layer.weights * (rng.random(layer.weights.shape) < density)
+    return graph
+
+
+def binary_mlp(rng, sizes=(784, 64, 64, 64, 10)):
+    """TFC's shape: binary weights and activations."""
+    layers = []
+    for i, (n, o) in enumerate(itertools.pairwise(sizes)):
+        last = i == len(sizes) - 2
+        layers.append(MVAU(f"fc{i}", rng.choice([-1, 1], (o, n)), 1, False, 1, True,
+                           n.bit_length() + 1, n.bit_length() + 1 if last else 1, last,
+                           thresholds=None if last else np.zeros((o, 1)),
+                           in_bipolar=True, weight_bipolar=True, out_bipolar=not last))
+    return Dataflow("tfc", InputQuant((sizes[0],), 1, False, False, 1.0, bipolar=True,
+                                      threshold=128.0), layers)

@@ -4,9 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
-from layers import UP5K, mlp, mvau
+from layers import ECP5_85F, UP5K, binary_mlp, mlp, mvau, sparse_mlp
 
-from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, InputQuant, WidthConverter
+from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, WidthConverter
 from hwgen.compiler.errors import FitError
 from hwgen.compiler.fold import Budget, estimate, fold, folding_of, lower, popcount_cells
 from hwgen.compiler.memory import block_rams, ebr_count, plan, spram_blocks
@@ -111,18 +111,6 @@ def test_override_styles():
         fold(mlp(rng), Budget.from_totals(UP5K), {"fc0": {"pe": 4, "styles": {"wieghts": "x"}}})
 
 
-def binary_mlp(rng, sizes=(784, 64, 64, 64, 10)):
-    layers = []
-    for i, (n, o) in enumerate(itertools.pairwise(sizes)):
-        last = i == len(sizes) - 2
-        layers.append(MVAU(f"fc{i}", rng.choice([-1, 1], (o, n)), 1, False, 1, True,
-                           n.bit_length() + 1, n.bit_length() + 1 if last else 1, last,
-                           thresholds=None if last else np.zeros((o, 1)),
-                           in_bipolar=True, weight_bipolar=True, out_bipolar=not last))
-    return Dataflow("tfc", InputQuant((sizes[0],), 1, False, False, 1.0, bipolar=True,
-                                      threshold=128.0), layers)
-
-
 def test_spram_input_buffer_when_block_ram_binds():
     """TFC on the UP5K: block RAM bandwidth binds, so folding moves an input buffer to SPRAM
     and never plans more SPRAM or block RAM than the board has; without SPRAM it is slower."""
@@ -142,16 +130,6 @@ def test_popcount_cells():
     assert popcount_cells(2) == 2          # one 2-bit sum
     assert popcount_cells(4) == 2 * 2 + 3  # two 2-bit sums, one 3-bit
     assert popcount_cells(49) < 4 * 49
-
-
-def sparse_mlp(rng, density=0.25):
-    graph = mlp(rng)
-    for layer in graph.layers:
-        layer.weights = layer.weights * (rng.random(layer.weights.shape) < density)
-    return graph
-
-
-ECP5_85F = {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156}
 
 
 def test_gather_lanes_where_the_family_has_lut_ram():

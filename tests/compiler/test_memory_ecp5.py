@@ -1,12 +1,11 @@
 """The memory plan's block RAM geometry: ECP5 DP16KD beside iCE40 EBR, as Yosys maps them."""
 
-import itertools
 
 import numpy as np
 import pytest
-from layers import UP5K, mlp, mvau
+from layers import ECP5_85F, UP5K, binary_mlp, mlp, mvau
 
-from hwgen.compiler.dataflow import FIFO, MVAU, Dataflow, InputQuant
+from hwgen.compiler.dataflow import FIFO, MVAU
 from hwgen.compiler.fold import HOST_LINK_BITS_PER_CYCLE, Budget, fold, input_floor, lower
 from hwgen.compiler.memory import (
     ECP5_DP16KD,
@@ -17,21 +16,6 @@ from hwgen.compiler.memory import (
     plan,
     spram_blocks,
 )
-
-ECP5_85F = {"lut": 83640, "ff": 83640, "bram": 208, "dsp": 156, "spram": 0}
-
-
-def binary_mlp(rng, sizes=(784, 64, 64, 64, 10)):
-    """TFC's shape: binary weights and activations."""
-    layers = []
-    for i, (n, o) in enumerate(itertools.pairwise(sizes)):
-        last = i == len(sizes) - 2
-        layers.append(MVAU(f"fc{i}", rng.choice([-1, 1], (o, n)), 1, False, 1, True,
-                           n.bit_length() + 1, n.bit_length() + 1 if last else 1, last,
-                           thresholds=None if last else np.zeros((o, 1)),
-                           in_bipolar=True, weight_bipolar=True, out_bipolar=not last))
-    return Dataflow("tfc", InputQuant((sizes[0],), 1, False, False, 1.0, bipolar=True,
-                                      threshold=128.0), layers)
 
 
 @pytest.mark.parametrize(("width", "depth", "rom", "blocks"), [
