@@ -1,6 +1,10 @@
 """The benchmark: build every example for every board, and write bench/results.{md,json}.
 
-    ./dev python bench/run.py [--only NAME]
+    ./dev python bench/run.py [--only NAME,...] [--boards BOARD,...]
+
+A run replaces the rows it measures in bench/results.json and keeps the others; every row
+records the commit and the run it came from, and pruned models are set beside their dense
+twins only when both come from the same run.
 
 For each (example, board): resources, fmax, cycles per frame, frames/s, latency, wall time per
 stage, verification speed, and the same model's PyTorch CPU inference rate measured in this
@@ -49,7 +53,8 @@ EXAMPLES = {
 #: A pruned example -> its dense twin, built for the same boards in the same run.
 TWINS = {"digits_mlp_w4a4_pruned75": "digits_mlp_w4a4",
          "digits_mlp_w4a4_neurons50": "digits_mlp_w4a4"}
-BOARDS = ["icebreaker", "ulx3s-85f"]
+#: The 25F is the ECP5 where the dense digits MLP no longer fits at the input stream's pace.
+BOARDS = ["icebreaker", "ulx3s-25f", "ulx3s-85f"]
 
 
 def torch_rate(model: Path, x: np.ndarray) -> dict:
@@ -189,13 +194,13 @@ def bench_verify(name: str, board: str, out_root: Path) -> dict:
 def _twins(rows: list) -> list[str]:
     """The pruned examples beside their dense twins: ratios dense / pruned (above 1: the
     pruned build is better)."""
-    by = {(r["example"], r["board"]): r for r in rows}
-    pairs = [(r, by[(TWINS[r["example"]], r["board"])]) for r in rows
-             if r["example"] in TWINS and (TWINS[r["example"]], r["board"]) in by]
+    by = {(r["example"], r["board"], r.get("run")): r for r in rows}
+    pairs = [(r, by[(TWINS[r["example"]], r["board"], r.get("run"))]) for r in rows
+             if r["example"] in TWINS and (TWINS[r["example"]], r["board"], r.get("run")) in by]
     if not pairs:
         return []
     lines = ["", "## Pruned models beside their dense twins", "",
-             "Both built for the same board in this run. Each cell is pruned / dense, then the "
+             "Both built for the same board in the same run. Each cell is pruned / dense, then the "
              "gain dense / pruned (above 1 is better for the pruned model). *weight bits in "
              "block RAM* counts the weight memories the memory plan puts in block RAM or "
              "SPRAM; weights in logic are LUT ROMs. Accuracy: on every vector verified / on the "
@@ -227,10 +232,21 @@ def _twins(rows: list) -> list[str]:
     return lines
 
 
+def _commits(rows: list) -> str:
+    """Which commits (and dates) the rows were measured on."""
+    seen = {}
+    for r in rows:
+        seen.setdefault((r["commit"], r["date"]), []).append(f"{r['example']} on {r['board']}")
+    if len(seen) == 1:
+        (commit, date), = seen
+        return f"commit `{commit}`, {date}"
+    return "; ".join(f"commit `{c}` ({d}: {', '.join(what)})" for (c, d), what in seen.items())
+
+
 def markdown(results: dict) -> str:
     from hwgen.boards.system import BAD_REQUESTS
     lines = ["# hwgen benchmark", "",
-             f"Commit `{results['commit']}`, {results['date']}, on {results['machine']}.", "",
+             f"Rows from {_commits(results['rows'])}, on {results['machine']}.", "",
              "Written by `./dev python bench/run.py`. Each build runs twice; *warm* is the "
              "second run (tool caches filled). PyTorch figures are the same exported model on "
              "this machine's CPU in the same run. Verification streams every vector through "
@@ -339,38 +355,67 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _load(path: Path) -> dict:
+    """results.json, its rows each carrying their commit and date (older files kept both once,
+    for the whole run)."""
+    results = json.loads(path.read_text()) if path.exists() else {"rows": []}
+    for row in results["rows"]:
+        row.setdefault("commit", results.get("commit", "?"))
+        row.setdefault("date", results.get("date", "?"))
+        row.setdefault("run", results.get("commit", "?"))
+    return results
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", help="run only this example")
+    parser.add_argument("--only", help="run only these examples (comma-separated); known: "
+                        + ", ".join(EXAMPLES))
+    parser.add_argument("--boards", default=",".join(BOARDS),
+                        help="build for these boards (comma-separated; default %(default)s)")
     parser.add_argument("--out", default=str(ROOT / "build" / "bench"))
     parser.add_argument("--render", action="store_true",
                         help="only rewrite results.md from results.json")
     args = parser.parse_args()
+    path = ROOT / "bench" / "results.json"
     if args.render:
-        results = json.loads((ROOT / "bench" / "results.json").read_text())
-        (ROOT / "bench" / "results.md").write_text(markdown(results))
+        (ROOT / "bench" / "results.md").write_text(markdown(_load(path)))
         return
+    names = args.only.split(",") if args.only else list(EXAMPLES)
+    boards = args.boards.split(",")
+    unknown = sorted(set(names) - set(EXAMPLES))
+    if unknown:
+        parser.error(f"unknown examples {unknown}; known: {', '.join(EXAMPLES)}")
+    from hwgen.boards.catalogue import BOARDS as CATALOGUE
+    unknown = sorted(set(boards) - set(CATALOGUE))
+    if unknown:
+        parser.error(f"unknown boards {unknown}; known: {', '.join(CATALOGUE)}")
     # The commit whose code runs: HEAD may move while the benchmark does.
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True, cwd=ROOT).stdout.strip()
-    rows = []
-    for name in EXAMPLES:
-        if args.only and name != args.only:
-            continue
-        for board in BOARDS:
+    run = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"),
+           "commit": commit + ("+dirty" if dirty else ""), "date": time.strftime("%Y-%m-%d")}
+    results = _load(path)
+    results.update(machine=f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
+                           f"cores, Python {platform.python_version()}",
+                   tools=tool_versions())
+    results.pop("commit", None)
+    results.pop("date", None)
+    for name in names:
+        for board in boards:
             print(f"bench: {name} on {board}", flush=True)
-            rows.append(bench_one(name, board, Path(args.out)))
-            rows[-1]["verify"] = bench_verify(name, board, Path(args.out))
-    results = {"commit": commit + ("+dirty" if dirty else ""),
-               "date": time.strftime("%Y-%m-%d"),
-               "machine": f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
-                          f"cores, Python {platform.python_version()}",
-               "tools": tool_versions(), "rows": rows}
-    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (ROOT / "bench" / "results.md").write_text(markdown(results))
+            row = dict(bench_one(name, board, Path(args.out)), **run)
+            row["verify"] = bench_verify(name, board, Path(args.out))
+            # Written after every row: an interrupted run keeps what it measured.
+            results["rows"] = [r for r in results["rows"]
+                               if (r["example"], r["board"]) != (name, board)] + [row]
+            results["rows"].sort(key=lambda r: (list(EXAMPLES).index(r["example"]),
+                                                BOARDS.index(r["board"])
+                                                if r["board"] in BOARDS else len(BOARDS)))
+            path.write_text(json.dumps(results, indent=2) + "\n")
+            (ROOT / "bench" / "results.md").write_text(markdown(results))
     print(markdown(results))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
 from .errors import FitError
 from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, plan, spram_blocks
+from .prune import sort_neurons
 
 __all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "fold",
            "folding_of", "input_floor", "insert_fifos", "insert_width_converters", "lower",
@@ -431,7 +432,12 @@ def _input_fifo(layer: MVAU, prev) -> FIFO:
 
 
 def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
-    """The whole back half of the compiler: fold, then add the stream plumbing."""
+    """The whole back half of the compiler: fold, then add the stream plumbing. Layers that
+    may get gather lanes first have their neurons sorted (:func:`~hwgen.compiler.prune.
+    sort_neurons`), so that the neurons of a fold need about as many slots."""
+    graph = sort_neurons(graph, {layer.name for layer in graph.layers
+                                 if isinstance(layer, MVAU)
+                                 and _gather_worth_trying(layer, budget)})
     graph = fold(graph, budget, overrides)
     graph = insert_width_converters(graph)
     graph = insert_fifos(graph)

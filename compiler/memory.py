@@ -277,8 +277,8 @@ def plan(layer) -> list[MemorySpec]:
                 _spec(layer, "columns", lanes * gather_column_bits(layer), words, True)]
         # Small RAMs, one per lane: distributed RAM where the family has it.
         default = "distributed" if block_ram_of(layer).lutram else None
-        mems += [_spec(layer, f"frame[{i}]", layer.simd * layer.in_bits, 2 * layer.sf, False,
-                       default) for i in range(lanes)]
+        mems += [_spec(layer, f"frame[{i}]", layer.simd * layer.in_bits, gather_frame_depth(layer),
+                       False, default) for i in range(lanes)]
         if mems[-1].style == "spram":  # one port: it could not fill a bank while reading one
             raise ValueError(f"{layer.name}: gather lanes' frame copies cannot go to SPRAM; "
                              f"put them in 'distributed', 'block' or 'logic'")
@@ -301,6 +301,12 @@ def plan(layer) -> list[MemorySpec]:
         # One entry lives in the output register; a FIFO of two or fewer is registers only.
         return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth - 1, False)]
     return []
+
+
+def gather_frame_depth(layer) -> int:
+    """Words of a gather lane's frame copy: two banks of ``sf`` words, each padded to a power
+    of two, so that the bank is the address's top bit (no adder per lane)."""
+    return 2 << (layer.sf - 1).bit_length()
 
 
 def gather_element_bits(layer) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 from .dataflow import MVAU, Dataflow, LabelSelect, int_range
 from .streamline import acc_bits, acc_range
 
-__all__ = ["remove_dead_neurons", "sparsity_report"]
+__all__ = ["remove_dead_neurons", "sort_neurons", "sparsity_report"]
 
 
 def _input_range(layer: MVAU) -> tuple[int, int]:
@@ -127,6 +127,33 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
             if drop.any():
                 layers[i], layers[i + 1] = _shrink(producer, consumer, drop, removed)
                 changed = True
+    return graph
+
+
+def sort_neurons(graph: Dataflow, names) -> Dataflow:
+    """Order the neurons of the hidden MVAUs ``names`` by their count of nonzero weights, most
+    first (a stable sort), and the next layer's weight columns with them. Exact: only the
+    order of a hidden stream changes, and ``neurons`` records it. Gather lanes need it: a
+    fold lasts as long as its busiest neuron needs, so neurons of a fold should be alike.
+    Runs before folding; the last MVAU keeps its order (it is the output's)."""
+    graph = copy.deepcopy(graph)
+    layers = graph.layers
+    for i in range(len(layers) - 1):
+        producer, consumer = layers[i], layers[i + 1]
+        if producer.name not in names or not (isinstance(producer, MVAU)
+                                              and isinstance(consumer, MVAU)):
+            continue
+        if producer.pe != 1 or producer.simd != 1:
+            raise ValueError(f"sort_neurons runs before folding; layer {producer.name} is "
+                             f"folded")
+        order = np.argsort(-np.count_nonzero(producer.weights, axis=1), kind="stable")
+        neurons = np.arange(producer.mh) if producer.neurons is None else \
+            np.asarray(producer.neurons)
+        layers[i] = dataclasses.replace(
+            producer, weights=producer.weights[order], neurons=neurons[order].tolist(),
+            thresholds=None if producer.thresholds is None else producer.thresholds[order],
+            bias=None if producer.bias is None else producer.bias[order])
+        layers[i + 1] = dataclasses.replace(consumer, weights=consumer.weights[:, order])
     return graph
 
 

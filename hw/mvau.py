@@ -124,7 +124,7 @@ def _memory_plan(layer):
             columns.append(column)
         plan = [("weights", pe * simd * wb, len(words), words),
                 ("columns", pe * simd * cb, len(words), columns)]
-        plan += [(f"frame[{i}]", simd * layer.in_bits, 2 * sf, None)
+        plan += [(f"frame[{i}]", simd * layer.in_bits, memory.gather_frame_depth(layer), None)
                  for i in range(pe * simd)]
     else:
         for n in range(nf):
@@ -200,7 +200,8 @@ class MVAU(wiring.Component):
     one memory per PE lane of ``threshold_bits`` x ``nf * 2**out_bits`` (heap order, address
     ``n * 2**out_bits + node``); lanes search different nodes, so they cannot share one port.
     Gather lanes replace the input buffer with ``columns`` (a column per lane and slot) and a
-    two-bank frame copy per lane, ``frame[i]`` of ``simd*in_bits`` x ``2*sf``, and the weights
+    two-bank frame copy per lane, ``frame[i]`` of ``simd*in_bits`` x ``2 * 2**ceil(log2(sf))``
+    (the bank is the address's top bit), and the weights
     hold one word per multiplying slot (:func:`gather_schedule`).
     """
 
@@ -252,7 +253,7 @@ class MVAU(wiring.Component):
         m.d.comb += self.i.ready.eq(~Mux(wbank, full[1], full[0]))
         for frame in frames:
             port = frame.write_port()
-            m.d.comb += [port.addr.eq(Mux(wbank, sf + wbeat, wbeat)),
+            m.d.comb += [port.addr.eq(Cat(wbeat, wbank)),
                          port.data.eq(self.i.payload), port.en.eq(writing)]
         with m.If(writing):
             m.d.sync += wbeat.eq(Mux(wbeat == sf - 1, 0, wbeat + 1))
@@ -310,8 +311,8 @@ class MVAU(wiring.Component):
         for i, frame in enumerate(frames):
             column = cport.data[i * cb:(i + 1) * cb]
             port = frame.read_port()
-            word = column[eb:]
-            m.d.comb += [port.addr.eq(Mux(bank0, sf + word, word)), port.en.eq(adv)]
+            word = column[eb:eb + (sf - 1).bit_length()]
+            m.d.comb += [port.addr.eq(Cat(word, bank0)), port.en.eq(adv)]
             element = Signal(eb, name=f"element{i}")
             with m.If(adv):
                 m.d.sync += element.eq(column[:eb])

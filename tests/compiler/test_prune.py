@@ -10,11 +10,11 @@ from torch.nn.utils import prune
 
 from hwgen.compiler import compile_model
 from hwgen.compiler.dataflow import MVAU, Dataflow, InputQuant
-from hwgen.compiler.prune import remove_dead_neurons, sparsity_report
+from hwgen.compiler.prune import remove_dead_neurons, sort_neurons, sparsity_report
 from hwgen.nn import QuantIdentity, QuantLinear, QuantReLU
 from hwgen.sim import golden, reference
 
-from .layers import mlp
+from .layers import mlp, sparse_mlp
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -153,3 +153,39 @@ def test_neurons50_example_agrees_with_pytorch_including_the_removed_constants()
     index = next(iter(removed))
     removed[index] += 1
     assert reference.agreement(graph, ref, layers)["hidden_mismatches"] == len(x)
+
+
+def test_sorting_neurons_by_nonzero_weights_is_exact_and_recorded():
+    rng = np.random.default_rng(4)
+    dense = remove_dead_neurons(sparse_mlp(rng))
+    names = {layer.name for layer in dense.layers}
+    ordered = sort_neurons(dense, names)
+    for layer in ordered.layers[:-1]:
+        counts = np.count_nonzero(layer.weights, axis=1)
+        assert (np.diff(counts) <= 0).all()
+        assert sorted(layer.neurons) == sorted(
+            dense.layers[[m.name for m in dense.layers].index(layer.name)].neurons
+            or range(layer.mh))
+    assert ordered.layers[-1].neurons == dense.layers[-1].neurons  # the output keeps its order
+    assert_same_outputs(ordered, dense, rng)
+    # The first hidden stream holds the same values, in the order ``neurons`` records.
+    x = inputs(dense, rng, 50)
+    mine, theirs = golden.run_layers(ordered, x)[0], golden.run_layers(dense, x)[0]
+    source = dense.layers[0].neurons or list(range(dense.layers[0].mh))
+    order = [source.index(n) for n in ordered.layers[0].neurons]
+    assert order != sorted(order)
+    assert np.array_equal(np.asarray(mine).reshape(len(x), -1),
+                          np.asarray(theirs).reshape(len(x), -1)[:, order])
+
+def test_pruned75_sorted_agrees_with_pytorch():
+    path = EXAMPLES / "digits_mlp_w4a4_pruned75.pt"
+    graph = sort_neurons(compile_model(path), {"fc0", "fc1"})
+    assert graph.layers[0].neurons != list(range(graph.layers[0].mh))
+    x = np.load(EXAMPLES / "digits_test_x.npy")
+    ref = reference.reference(path, graph, x)
+    layers = golden.run_layers(graph, golden.input_quant(graph.input, x))
+    result = reference.agreement(graph, ref, layers)
+    assert result["hidden_mismatches"] == result["logit_mismatches"] == 0
+    # Order matters: a hidden stream read in the source's order disagrees.
+    graph.layers[0].neurons = sorted(graph.layers[0].neurons)
+    assert reference.agreement(graph, ref, layers)["hidden_mismatches"] > 0
