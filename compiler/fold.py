@@ -186,16 +186,32 @@ class _Option(NamedTuple):
     gather: bool = False
 
 
-def _options(layer: MVAU, prev, budget: Budget) -> list[_Option]:
+def _memories(gather: bool) -> set[str]:
+    """The memory purposes an MVAU's styles may name."""
+    return {"weights", "thresholds"} | ({"columns", "frame"} if gather else {"input_buffer"})
+
+
+def _with(choices: list[dict], fixed: dict, gather: bool) -> list[dict]:
+    """``choices`` with the styles ``fixed`` for every layer put over them (those this kind
+    of layer has), without repeats."""
+    fixed = {k: v for k, v in fixed.items() if k in _memories(gather)}
+    merged = [{**c, **fixed} for c in choices]
+    return [c for i, c in enumerate(merged) if c not in merged[:i]]
+
+
+def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
     """Every useful folding of ``layer``, counting the input FIFO that :func:`insert_fifos`
-    will put in front of it after layer ``prev``."""
+    will put in front of it after layer ``prev``; ``fixed`` styles hold for every option."""
     options = []
     for pe in _candidates(layer.mh):
         for simd in _candidates(layer.mw):
-            for styles in _style_choices(layer, budget):
+            for styles in _with(_style_choices(layer, budget), fixed, False):
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles = pe, simd, dict(styles)
-                cost = estimate(trial)
+                try:
+                    cost = estimate(trial)
+                except ValueError:  # a "*" style this memory cannot take
+                    continue
                 if prev is not None and trial.nf > 1:
                     fifo = estimate(_input_fifo(trial, prev))
                     cost = {k: cost[k] + fifo[k] for k in cost}
@@ -203,11 +219,15 @@ def _options(layer: MVAU, prev, budget: Budget) -> list[_Option]:
                                        pe, simd, styles))
             if not _gather_worth_trying(layer, budget):
                 continue
-            # Frame copies in distributed RAM, or one block RAM each where blocks are spare.
-            for styles in ({}, {"frame": "block"}):
+            # Frame copies in distributed RAM, or one block RAM each where blocks are spare;
+            # thresholds by the plan's rule or in block RAM.
+            for styles in _with(_gather_style_choices(layer), fixed, True):
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles, trial.gather = pe, simd, styles, True
-                cost = estimate(trial)
+                try:
+                    cost = estimate(trial)
+                except ValueError:
+                    continue
                 options.append(_Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"],
                                        pe, simd, styles, True))
     return options
@@ -221,14 +241,23 @@ def _gather_worth_trying(layer: MVAU, budget: Budget) -> bool:
             and np.count_nonzero(layer.weights) <= GATHER_DENSITY * layer.weights.size)
 
 
+def _gather_style_choices(layer: MVAU) -> list[dict]:
+    thresholds = [{}, {"thresholds": "block"}] if layer.thresholds is not None else [{}]
+    weights = [{}, {"weights": "block", "columns": "block"}]
+    return [{**f, **t, **w} for f in ({}, {"frame": "block"}) for t in thresholds
+            for w in weights]
+
+
 def _style_choices(layer: MVAU, budget: Budget) -> list[dict]:
     """Memory placements folding tries besides the plan's default rule: thresholds in logic
     save a block RAM per PE lane where the tables are small; an input buffer in flip-flops or
     SPRAM frees the block RAMs it would take for weights."""
-    thresholds = [{}, {"thresholds": "logic"}] if layer.thresholds is not None else [{}]
+    thresholds = [{}, {"thresholds": "logic"}, {"thresholds": "block"}] \
+        if layer.thresholds is not None else [{}]
     buffers = [{}, {"input_buffer": "logic"}] + ([{"input_buffer": "spram"}] if budget.spram
                                                   else [])
-    return [{**t, **b} for t in thresholds for b in buffers]
+    weights = [{}, {"weights": "block"}]
+    return [{**t, **b, **w} for t in thresholds for b in buffers for w in weights]
 
 
 def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
@@ -240,13 +269,16 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     geometry, which the memory plan reads. ``overrides`` maps layer names to ``{"pe": .,
     "simd": .}`` (optionally ``"styles"``: memory purpose -> ``"block"`` or ``"logic"``, and
     ``"spram"`` for input buffers, ``"distributed"`` for gather lanes' frame copies) and
-    ``"gather": true`` (gather lanes) and fixes those layers. Raises :class:`FitError` when even
-    the most folded design exceeds the budget.
+    ``"gather": true`` (gather lanes) and fixes those layers; its entry ``"*"``, ``{"styles":
+    {...}}`` alone, places those memories in every layer (where the layer has them) and leaves
+    the folding to the search. Raises :class:`FitError` when even the most folded design
+    exceeds the budget.
     """
     graph = copy.deepcopy(graph)
     for layer in graph.layers:
         layer.block_ram = budget.block_ram  # read by the memory plan, here and in hw/
     overrides = dict(overrides or {})
+    every = _every_layer_styles(overrides.pop("*", None))
     _fix_label_select(graph)
     mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
     unknown = set(overrides) - {layer.name for layer in mvaus}
@@ -263,6 +295,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                 if not isinstance(layer.gather, bool):
                     raise TypeError(f"gather must be true or false, not {layer.gather!r}")
                 styles = {str(k): str(v) for k, v in entry.get("styles", {}).items()}
+                styles = {**{k: v for k, v in every.items()
+                             if k in _memories(layer.gather)}, **styles}
             except (AttributeError, TypeError, ValueError) as exc:
                 raise FitError(f"folding for layer {layer.name!r} must look like "
                                f'{{"pe": 4, "simd": 8, "styles": {{"input_buffer": "logic"}}}} '
@@ -270,8 +304,7 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                                f"{entry!r}: {exc}") from exc
             try:
                 layer.check_folding()
-                names = {"weights", "thresholds"} | (
-                    {"columns", "frame"} if layer.gather else {"input_buffer"})
+                names = _memories(layer.gather)
                 unknown = set(styles) - names
                 if unknown:
                     kind = "gather lanes" if layer.gather else "a dense layer"
@@ -290,7 +323,17 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                          sum(estimate(layer)["bram"] for layer in fixed),
                          sum(estimate(layer)["spram"] for layer in fixed), 0, 0, {})
     before = dict(zip([layer.name for layer in graph.layers[1:]], graph.layers, strict=False))
-    options = {layer.name: _options(layer, before.get(layer.name), budget) for layer in free}
+    options = {layer.name: _options(layer, before.get(layer.name), budget, every)
+               for layer in free}
+
+    for layer in free:
+        if not options[layer.name]:
+            trial = copy.copy(layer)
+            trial.styles = {k: v for k, v in every.items() if k in _memories(False)}
+            try:
+                plan(trial)
+            except ValueError as exc:
+                raise FitError(f'folding file, "*" styles: {exc}') from None
 
     def fits(total):
         return total[0] <= budget.lut and total[1] <= budget.bram and total[2] <= budget.spram
@@ -320,6 +363,20 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
         layer.gather = option.gather
     _fix_label_select(graph)
     return graph
+
+
+def _every_layer_styles(entry) -> dict:
+    """The styles of the folding file's ``"*"`` entry: memory placements for every layer
+    whose folding is left to :func:`fold`."""
+    if entry is None:
+        return {}
+    known = _memories(True) | _memories(False)
+    if not isinstance(entry, dict) or set(entry) != {"styles"} \
+            or not isinstance(entry["styles"], dict) \
+            or not set(entry["styles"]) <= known:
+        raise FitError(f'the folding file\'s "*" entry must look like {{"styles": {{"weights": '
+                       f'"logic"}}}} (memories: {", ".join(sorted(known))}), not {entry!r}')
+    return {str(k): str(v) for k, v in entry["styles"].items()}
 
 
 def folding_of(graph: Dataflow) -> dict:

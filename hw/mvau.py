@@ -223,19 +223,21 @@ class MVAU(wiring.Component):
     def latency(self) -> int:
         """Cycles from a frame's first input transfer to its first output transfer (never
         stalled): ``sf + ceil(log2(simd)) // 2 + steps + 2``; with gather lanes the whole
-        frame arrives first, fold 0 ends with its multiplying slots, and stage 1 is a cycle
-        later: ``sf + fold_lengths[0] + ceil(log2(simd)) // 2 + steps + 3``."""
+        frame arrives first, fold 0 ends with its multiplying slots, and the products come two
+        cycles later (columns, then frame words, then elements):
+        ``sf + fold_lengths[0] + ceil(log2(simd)) // 2 + steps + 4``."""
         if self.layer.gather:
             return (self.sf + self.layer.fold_lengths[0] + self.tree_stages + self.steps
-                    + 3)
+                    + 4)
         return self.sf + self.tree_stages + self.steps + 2
 
     def _gather_issue(self, m, mems, adv):
         """Gather lanes: the input side fills one bank of every lane's frame copy while the
         issue side walks the slots of the other, full one. A slot's columns are read in the
-        issue cycle, the lanes' frame copies (and the weights) in the next, so stage 1 comes
-        a cycle later than in a dense layer. Returns the weight read port, each lane's input
-        element at stage 1, and the stage-1 flags."""
+        issue cycle, the lanes' frame copies in the next, and each lane's element and the
+        weights arrive in the one after, so the products come two cycles later than in a
+        dense layer. Returns the weight read port, each lane's input element, and the flags,
+        all of that last stage."""
         layer = self.layer
         pe, simd, nf, sf = layer.pe, layer.simd, self.nf, self.sf
         counts, slots = layer.fold_slots, layer.fold_lengths
@@ -304,9 +306,7 @@ class MVAU(wiring.Component):
             m.d.sync += [v0.eq(fire & mac), first0.eq(s == slots_n - count_n), last0.eq(end_fold),
                          fold0.eq(n), bank0.eq(rbank), waddr0.eq(waddr)]
 
-        # Stage 1: weights and every lane's input word arrive.
-        wport = mems["weights"].read_port()
-        m.d.comb += [wport.addr.eq(waddr0), wport.en.eq(adv)]
+        # Stage 1: every lane's input word arrives.
         elements = []
         for i, frame in enumerate(frames):
             column = cport.data[i * cb:(i + 1) * cb]
@@ -318,15 +318,30 @@ class MVAU(wiring.Component):
                 m.d.sync += element.eq(column[:eb])
             elements.append((port, element))
         v1, first1, last1, fold1 = Signal(), Signal(), Signal(), Signal(range(nf))
+        waddr1 = Signal(range(words))
         with m.If(adv):
-            m.d.sync += [v1.eq(v0), first1.eq(first0), last1.eq(last0), fold1.eq(fold0)]
+            m.d.sync += [v1.eq(v0), first1.eq(first0), last1.eq(last0), fold1.eq(fold0),
+                         waddr1.eq(waddr0)]
+
+        # Stage 2: the weights and each lane's element, picked out of its word and registered
+        # (a multiplexer in front of the multiplier maps to about twice its LUTs).
+        wport = mems["weights"].read_port()
+        m.d.comb += [wport.addr.eq(waddr1), wport.en.eq(adv)]
+        xs = []
+        for i, (port, element) in enumerate(elements):
+            x = Signal(layer.in_bits, name=f"x{i}")
+            with m.If(adv):
+                m.d.sync += x.eq(port.data.word_select(element, layer.in_bits))
+            xs.append(x)
+        v2, first2, last2, fold2 = Signal(), Signal(), Signal(), Signal(range(nf))
+        with m.If(adv):
+            m.d.sync += [v2.eq(v1), first2.eq(first1), last2.eq(last1), fold2.eq(fold1)]
 
         def x_of(j, k):
-            port, element = elements[j * simd + k]
-            value = port.data.word_select(element, layer.in_bits)
-            return value.as_signed() if layer.in_signed else value
+            x = xs[j * simd + k]
+            return x.as_signed() if layer.in_signed else x
 
-        return wport, x_of, [v1, first1, last1, fold1]
+        return wport, x_of, [v2, first2, last2, fold2]
 
     @property
     def memory_shapes(self) -> list[tuple[str, int, int]]:

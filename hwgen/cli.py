@@ -55,8 +55,9 @@ def _common(command):
                           'spram for input_buffer). "gather": true asks for gather lanes '
                           "(sparse layers on ECP5; their memories: weights, columns, frame, "
                           "thresholds; frame may be distributed). Layers not named are folded "
-                          "automatically. The chosen folding is written to folding.json in "
-                          "the build folder."),
+                          'automatically; an entry "*": {"styles": {"weights": "logic"}} '
+                          "places those memories in all of them. The chosen folding is written "
+                          "to folding.json in the build folder."),
         click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
                      show_default=True,
                      help="What the accelerator returns: integer logits, or the argmax "

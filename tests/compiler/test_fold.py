@@ -181,3 +181,32 @@ def test_folding_file_reproduces_gather_lanes():
 def test_gather_folding_file_errors(entry, words):
     with pytest.raises(FitError, match=words):
         fold(sparse_mlp(np.random.default_rng(10)), Budget.from_totals(UP5K), {"fc0": entry})
+
+
+def _styles_of(graph, purposes):
+    return {spec.style for layer in graph.layers if isinstance(layer, MVAU)
+            for spec in plan(layer) if spec.purpose.split("[")[0] in purposes}
+
+
+def test_every_layer_styles_place_memories_and_leave_the_folding_to_the_search():
+    sparse = sparse_mlp(np.random.default_rng(5))
+    budget = Budget.from_totals(ECP5_85F, family="ecp5")
+    assert "block" in _styles_of(fold(sparse, budget), {"weights", "columns"})
+    star = fold(sparse, budget, {"*": {"styles": {"weights": "logic", "columns": "logic"}}})
+    assert _styles_of(star, {"weights", "columns"}) == {"logic"}
+    # A layer's own entry is fixed; its styles go over the "*" ones.
+    own = fold(sparse, budget, {"*": {"styles": {"weights": "logic"}},
+                                "fc1": {"pe": 4, "simd": 4, "styles": {"weights": "block"}}})
+    assert {spec.style for spec in plan(own.layers[1]) if spec.purpose == "weights"} == {"block"}
+    assert {spec.style for spec in plan(own.layers[0]) if spec.purpose == "weights"} == {"logic"}
+
+
+@pytest.mark.parametrize(("entry", "words"), [
+    ({"pe": 2}, 'the folding file\'s "\\*" entry must look like'),
+    ({"styles": {"wieghts": "logic"}}, "memories: columns, frame"),
+    ({"styles": {"weights": "distributed"}}, "it is a ROM"),
+])
+def test_every_layer_styles_errors(entry, words):
+    with pytest.raises(FitError, match=words):
+        fold(sparse_mlp(np.random.default_rng(5)), Budget.from_totals(ECP5_85F, family="ecp5"),
+             {"*": entry})
