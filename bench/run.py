@@ -376,6 +376,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _order(row: dict) -> tuple:
+    """Rows by example, then board, in the order of EXAMPLES and BOARDS (others last)."""
+    def index(items, item):
+        return items.index(item) if item in items else len(items)
+    return index(list(EXAMPLES), row["example"]), index(BOARDS, row["board"])
+
+
 def _load(path: Path) -> dict:
     """results.json, its rows each carrying their commit and date (older files kept both once,
     for the whole run)."""
@@ -384,6 +391,8 @@ def _load(path: Path) -> dict:
         row.setdefault("commit", results.get("commit", "?"))
         row.setdefault("date", results.get("date", "?"))
         row.setdefault("run", results.get("commit", "?"))
+        row.setdefault("machine", results.get("machine", "?"))
+        row.setdefault("tools", results.get("tools", {}))
     return results
 
 
@@ -402,8 +411,9 @@ def main():
     if args.render:
         (ROOT / "bench" / "results.md").write_text(markdown(_load(path)))
         return
-    names = args.only.split(",") if args.only else list(EXAMPLES)
-    boards = args.boards.split(",")
+    names = list(dict.fromkeys(n.strip() for n in args.only.split(","))) if args.only \
+        else list(EXAMPLES)
+    boards = list(dict.fromkeys(b.strip() for b in args.boards.split(",")))
     unknown = sorted(set(names) - set(EXAMPLES))
     if unknown:
         parser.error(f"unknown examples {unknown}; known: {', '.join(EXAMPLES)}")
@@ -416,12 +426,14 @@ def main():
                             text=True, cwd=ROOT).stdout.strip()
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
                            capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    machine = (f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores, "
+               f"Python {platform.python_version()}")
     run = {"run": time.strftime("%Y-%m-%dT%H:%M:%S"),
-           "commit": commit + ("+dirty" if dirty else ""), "date": time.strftime("%Y-%m-%d")}
+           "commit": commit + ("+dirty" if dirty else ""), "date": time.strftime("%Y-%m-%d"),
+           "machine": machine, "tools": tool_versions()}
     results = _load(path)
-    results.update(machine=f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} "
-                           f"cores, Python {platform.python_version()}",
-                   tools=tool_versions())
+    # The newest run's machine and tools head the page; each row keeps its own.
+    results.update(machine=machine, tools=run["tools"])
     results.pop("commit", None)
     results.pop("date", None)
     for name in names:
@@ -432,9 +444,7 @@ def main():
             # Written after every row: an interrupted run keeps what it measured.
             results["rows"] = [r for r in results["rows"]
                                if (r["example"], r["board"]) != (name, board)] + [row]
-            results["rows"].sort(key=lambda r: (list(EXAMPLES).index(r["example"]),
-                                                BOARDS.index(r["board"])
-                                                if r["board"] in BOARDS else len(BOARDS)))
+            results["rows"].sort(key=_order)
             path.write_text(json.dumps(results, indent=2) + "\n")
             (ROOT / "bench" / "results.md").write_text(markdown(results))
     print(markdown(results))

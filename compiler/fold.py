@@ -202,15 +202,27 @@ def _with(choices: list[dict], fixed: dict, gather: bool) -> list[dict]:
 def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
     """Every useful folding of ``layer``, counting the input FIFO that :func:`insert_fifos`
     will put in front of it after layer ``prev``; ``fixed`` styles hold for every option."""
-    options = []
+    options, seen = [], set()
+
+    def new(trial) -> bool:
+        """Whether ``trial``'s memories land differently from every option so far (a style
+        that names the plan's own choice repeats an option)."""
+        key = (trial.pe, trial.simd, trial.gather, tuple(m.style for m in plan(trial)))
+        if key in seen:
+            return False
+        seen.add(key)
+        return True
+
     for pe in _candidates(layer.mh):
         for simd in _candidates(layer.mw):
             for styles in _with(_style_choices(layer, budget), fixed, False):
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles = pe, simd, dict(styles)
                 try:
+                    if not new(trial):
+                        continue
                     cost = estimate(trial)
-                except ValueError:  # a "*" style this memory cannot take
+                except ValueError:  # a "*" style this memory cannot take at this folding
                     continue
                 if prev is not None and trial.nf > 1:
                     fifo = estimate(_input_fifo(trial, prev))
@@ -225,6 +237,8 @@ def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles, trial.gather = pe, simd, styles, True
                 try:
+                    if not new(trial):
+                        continue
                     cost = estimate(trial)
                 except ValueError:
                     continue
@@ -281,6 +295,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     every = _every_layer_styles(overrides.pop("*", None))
     _fix_label_select(graph)
     mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
+    for layer in mvaus:
+        _check_every(layer, every, budget)
     unknown = set(overrides) - {layer.name for layer in mvaus}
     if unknown:
         raise FitError(f"the folding file names {sorted(unknown)}, which are not MVAU layers of "
@@ -328,12 +344,8 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
 
     for layer in free:
         if not options[layer.name]:
-            trial = copy.copy(layer)
-            trial.styles = {k: v for k, v in every.items() if k in _memories(False)}
-            try:
-                plan(trial)
-            except ValueError as exc:
-                raise FitError(f'folding file, "*" styles: {exc}') from None
+            raise FitError(f'folding file, "*" styles: no folding of {layer.name} can place '
+                           f"its memories so: {every}")
 
     def fits(total):
         return total[0] <= budget.lut and total[1] <= budget.bram and total[2] <= budget.spram
@@ -377,6 +389,19 @@ def _every_layer_styles(entry) -> dict:
         raise FitError(f'the folding file\'s "*" entry must look like {{"styles": {{"weights": '
                        f'"logic"}}}} (memories: {", ".join(sorted(known))}), not {entry!r}')
     return {str(k): str(v) for k, v in entry["styles"].items()}
+
+
+def _check_every(layer: MVAU, every: dict, budget: Budget):
+    """Raise :class:`FitError` when a ``"*"`` style cannot hold for ``layer``, dense or (where
+    folding may try them) with gather lanes."""
+    for gather in (False, True) if _gather_worth_trying(layer, budget) else (False,):
+        trial = copy.copy(layer)
+        trial.gather = gather
+        trial.styles = {k: v for k, v in every.items() if k in _memories(gather)}
+        try:
+            plan(trial)
+        except ValueError as exc:
+            raise FitError(f'folding file, "*" styles: {exc}') from None
 
 
 def folding_of(graph: Dataflow) -> dict:
@@ -490,8 +515,9 @@ def _input_fifo(layer: MVAU, prev) -> FIFO:
 
 def lower(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Dataflow:
     """The whole back half of the compiler: fold, then add the stream plumbing. Layers that
-    may get gather lanes first have their neurons sorted (:func:`~hwgen.compiler.prune.
-    sort_neurons`), so that the neurons of a fold need about as many slots."""
+    may get gather lanes first have their neurons sorted
+    (:func:`~hwgen.compiler.prune.sort_neurons`), so that the neurons of a fold need about as
+    many slots."""
     graph = sort_neurons(graph, {layer.name for layer in graph.layers
                                  if isinstance(layer, MVAU)
                                  and _gather_worth_trying(layer, budget)})

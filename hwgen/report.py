@@ -50,8 +50,10 @@ def divergence_text(found: dict | None) -> str:
     via = f" (or the stream plumbing before it: {', '.join(found['plumbing'])})" \
         if found["plumbing"] else ""
     first, last = found.get("waveform_frames", (0, found["frame"]))
+    neuron = found.get("neuron", found["element"])
+    source = f" (source neuron {neuron})" if neuron != found["element"] else ""
     return (f" First divergent layer: {found['layer']}{via}, frame {found['frame']}, element "
-            f"{found['element']}: expected {found['expected']}, got {found['got']} "
+            f"{found['element']}{source}: expected {found['expected']}, got {found['got']} "
             f"({found['mismatches']} elements of its output differ); waveform "
             f"{found['waveform']} (input frames {first}..{last}, the run starting at frame "
             f"{first}).")

@@ -77,8 +77,12 @@ def first_divergence(hw_graph: Dataflow, golden_layers: list, x_int: np.ndarray,
             if np.array_equal(window[-1], expected[frame]):  # needs the longer history
                 start = 0
                 _simulate(prefix, x_int[:frame + 1], phase, seed, waveform=waveform)
+            # The source's neuron where the compiler removed or reordered them.
+            neurons = getattr(layer, "neurons", None)
             return {"layer": layer.name, "plumbing": plumbing, "frame": frame,
-                    "element": element, "expected": int(expected[frame, element]),
+                    "element": element,
+                    "neuron": neurons[element] if neurons is not None else element,
+                    "expected": int(expected[frame, element]),
                     "got": int(got[frame, element]), "mismatches": len(bad),
                     "phase": phase, "waveform": str(waveform),
                     "waveform_frames": [start, frame]}

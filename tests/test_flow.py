@@ -205,6 +205,10 @@ def test_gather_lanes_verify_bit_exact_and_a_corrupted_weight_fails(tmp_path, fa
     if fault:
         assert run.returncode == 1, run.stdout + run.stderr
         assert report["verification"]["mismatches"] > 0
+        # Named by its stream position and its neuron in the source (sorted ones differ).
+        found = report["divergence"]
+        assert found["layer"] == report["fault_injected"].split(":")[0].removeprefix("layer ")
+        assert isinstance(found["neuron"], int) and isinstance(found["element"], int)
         return
     assert run.returncode == 0, run.stdout + run.stderr
     assert report["verification"]["mismatches"] == 0

@@ -205,6 +205,10 @@ def test_every_layer_styles_place_memories_and_leave_the_folding_to_the_search()
     ({"pe": 2}, 'the folding file\'s "\\*" entry must look like'),
     ({"styles": {"wieghts": "logic"}}, "memories: columns, frame"),
     ({"styles": {"weights": "distributed"}}, "it is a ROM"),
+    # Memories only gather lanes have: an error even where the layer would have gone dense.
+    ({"styles": {"frame": "spram"}}, "cannot go to SPRAM"),
+    ({"styles": {"columns": "distributed"}}, "it is a ROM"),
+    ({"styles": {"frame": "bogus"}}, "must be 'block', 'logic'"),
 ])
 def test_every_layer_styles_errors(entry, words):
     with pytest.raises(FitError, match=words):

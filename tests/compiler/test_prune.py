@@ -177,6 +177,7 @@ def test_sorting_neurons_by_nonzero_weights_is_exact_and_recorded():
     assert np.array_equal(np.asarray(mine).reshape(len(x), -1),
                           np.asarray(theirs).reshape(len(x), -1)[:, order])
 
+
 def test_pruned75_sorted_agrees_with_pytorch():
     path = EXAMPLES / "digits_mlp_w4a4_pruned75.pt"
     graph = sort_neurons(compile_model(path), {"fc0", "fc1"})
