@@ -41,7 +41,7 @@ __all__ = ["BuildOptions", "build"]
 #: Files a build writes into its folder (besides the bitstream and the board/ logs).
 OUTPUTS = ("report.json", "report.md", "top.v", "folding.json", "vectors.npy",
            "vectors_int.npy", "golden.npy", "simulated.npy", "simulated_backpressure.npy",
-           "host_link.json")
+           "host_link.json", "quantized.pt2")
 #: Fewest UART clock cycles per bit in the full-system simulation of every vector (the
 #: board's real bit rate is simulated on a few frames after the clock is known).
 LINK_SIM_DIVISOR = 4
@@ -67,6 +67,9 @@ class BuildOptions:
     inputs: Path | None = None
     labels: Path | None = None
     fold: Path | None = None
+    #: Post-training quantization of a float model ("w4a4"), calibrated on ``calibrate``.
+    bits: str | None = None
+    calibrate: Path | None = None
     output: str = "logits"
     vectors: int = 256
     seed: int = 1
@@ -212,6 +215,10 @@ def _build(model, options, board, out, stages, report):
     from hwgen.compiler.prune import sparsity_report
     from hwgen.sim import golden, reference
 
+    float_model = None
+    if options.bits or options.calibrate:
+        with stages("quantize", f"quantizing {model} to {options.bits}"):
+            model, float_model, report["quantization"] = _quantize(model, options, out)
     with stages("compile", f"reading {model} and streamlining to integer layers"):
         graph = compiler.compile_model(model, output=options.output,
                                        allow_pickle=options.allow_pickle)
@@ -260,6 +267,12 @@ def _build(model, options, board, out, stages, report):
                                  f"{len(x)} vectors; they must match one to one.")
         predicted = expected[:, 0] if not graph.outputs_logits else np.argmax(expected, axis=1)
         accuracy = {"golden": float(np.mean(predicted == labels)), "labels": len(labels)}
+        if float_model is not None:
+            import torch
+            with torch.no_grad():
+                scores = float_model(torch.from_numpy(np.asarray(x, np.float32)))
+            accuracy["float"] = float(np.mean(scores.argmax(dim=1).numpy() == labels))
+            accuracy["drop_points"] = round(100 * (accuracy["float"] - accuracy["golden"]), 2)
         report["accuracy"] = accuracy
     _check(report, "pytorch_vs_golden",
            not (agreement["hidden_mismatches"] or agreement["logit_mismatches"]),
@@ -340,6 +353,33 @@ def _build(model, options, board, out, stages, report):
     _write_link_description(out, graph, board, result.clock_mhz, report)
     # The stage's own cost, not just the wait for it after the simulation.
     stages.wall_s["bitstream"] = result.wall_s.get("total", stages.wall_s["bitstream"])
+
+
+def _quantize(model: Path, options: BuildOptions, out: Path):
+    """Post-training quantization (:mod:`hwgen.ptq`): returns the quantized model's file,
+    the float model (a module) and what was chosen."""
+    import torch
+
+    from hwgen.compiler.frontend_torch import QUANT, load_program
+    from hwgen.ptq import parse_bits, quantize
+    if not (options.bits and options.calibrate):
+        raise ModelFileError("post-training quantization needs both --bits (e.g. w4a4) and "
+                             "--calibrate X.npy (float input vectors to calibrate on)")
+    weight_bits, act_bits = parse_bits(options.bits)
+    ep = load_program(model, allow_pickle=options.allow_pickle)
+    if any(node.target == QUANT for node in ep.graph.nodes):
+        raise ModelFileError(f"{model} is already quantized (it has hwgen quantizers); build "
+                             f"it without --bits and --calibrate")
+    calibration = _load_npy(Path(options.calibrate), "--calibrate")
+    quantized, info = quantize(ep, calibration, weight_bits, act_bits)
+    example = torch.from_numpy(np.asarray(calibration[:8], np.float32))
+    program = torch.export.export(quantized, (example,),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    path = out / "quantized.pt2"
+    with open(path, "wb") as file:
+        torch.export.save(program, file)
+    return path, ep.module(), {**info, "bits": options.bits, "model": str(path),
+                               "calibration_vectors": len(calibration)}
 
 
 def _link_sim_divisor(graph, latency: int) -> int:

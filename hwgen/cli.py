@@ -58,6 +58,17 @@ def _common(command):
                           'automatically; an entry "*": {"styles": {"weights": "logic"}} '
                           "places those memories in all of them. The chosen folding is written "
                           "to folding.json in the build folder."),
+        click.option("--bits", metavar="wNaM",
+                     help="Quantize a float model after training: N-bit weights, M-bit "
+                          "activations (e.g. w4a4), activation scales calibrated on "
+                          "--calibrate. For a float torch.export MLP (linear, batch norm, "
+                          "ReLU); the quantized model is written to quantized.pt2 in the "
+                          "build folder and built like any other. With --labels the report "
+                          "gives the float accuracy and the drop."),
+        click.option("--calibrate", type=click.Path(exists=True, dir_okay=False,
+                                                     path_type=Path),
+                     help="A .npy of float input vectors [N, ...] to calibrate --bits on "
+                          "(a few hundred training vectors)."),
         click.option("--output", type=click.Choice(["logits", "label"]), default="logits",
                      show_default=True,
                      help="What the accelerator returns: integer logits, or the argmax "
@@ -140,13 +151,13 @@ def _write_outputs(report, options, junit, as_json):
         click.echo(report_json(report), nl=False)
 
 
-def _options(board, out, inputs, labels, fold, output, vectors, seed, no_backpressure,
-             allow_pickle, inject_fault, bitstream):
+def _options(board, out, inputs, labels, fold, bits, calibrate, output, vectors, seed,
+             no_backpressure, allow_pickle, inject_fault, bitstream):
     from hwgen.api import BuildOptions
     return BuildOptions(board=board, out=out, inputs=inputs, labels=labels, fold=fold,
-                        output=output, vectors=vectors, seed=seed, bitstream=bitstream,
-                        backpressure=not no_backpressure, fault=inject_fault,
-                        allow_pickle=allow_pickle)
+                        bits=bits, calibrate=calibrate, output=output, vectors=vectors,
+                        seed=seed, bitstream=bitstream, backpressure=not no_backpressure,
+                        fault=inject_fault, allow_pickle=allow_pickle)
 
 
 def _pll_mhz(text: str, board_name: str) -> float:

@@ -147,10 +147,17 @@ def summary(report: dict) -> str:
         lines.append(f"  PyTorch vs golden: {agr['hidden_mismatches']} hidden, "
                      f"{agr['logit_mismatches']} logit mismatches; argmax ties "
                      f"{agr['argmax_ties']}")
+    q = report.get("quantization")
+    if q:
+        lines.append(f"  quantized after training to {q['bits']} on {q['calibration_vectors']} "
+                     f"vectors: input scale {q['input']['scale']:g}, activation scales "
+                     f"{', '.join(f'{v:g}' for v in q['activations']) or '-'} ({q['model']})")
     acc = report.get("accuracy")
     if acc:
+        drop = (f" (float model {acc['float'] * 100:.2f}%, a drop of {acc['drop_points']:.2f} "
+                f"points)" if "float" in acc else "")
         lines.append(f"  accuracy: {acc['golden'] * 100:.2f}% on {acc['labels']} labelled "
-                     f"vectors")
+                     f"vectors{drop}")
     if report.get("resources"):
         lines.append(f"  resources: {_resources_line(report)}")
         clock = report.get("clock") or {}
