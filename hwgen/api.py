@@ -215,10 +215,10 @@ def _build(model, options, board, out, stages, report):
     from hwgen.compiler.prune import sparsity_report
     from hwgen.sim import golden, reference
 
-    float_model = None
+    float_program = None
     if options.bits or options.calibrate:
-        with stages("quantize", f"quantizing {model} to {options.bits}"):
-            model, float_model, report["quantization"] = _quantize(model, options, out)
+        with stages("quantize", f"quantizing {model} after training ({options.bits})"):
+            model, float_program, report["quantization"] = _quantize(model, options, out)
     with stages("compile", f"reading {model} and streamlining to integer layers"):
         graph = compiler.compile_model(model, output=options.output,
                                        allow_pickle=options.allow_pickle)
@@ -267,11 +267,10 @@ def _build(model, options, board, out, stages, report):
                                  f"{len(x)} vectors; they must match one to one.")
         predicted = expected[:, 0] if not graph.outputs_logits else np.argmax(expected, axis=1)
         accuracy = {"golden": float(np.mean(predicted == labels)), "labels": len(labels)}
-        if float_model is not None:
-            import torch
-            with torch.no_grad():
-                scores = float_model(torch.from_numpy(np.asarray(x, np.float32)))
-            accuracy["float"] = float(np.mean(scores.argmax(dim=1).numpy() == labels))
+        if float_program is not None:
+            from hwgen.ptq import run_float
+            scores = run_float(float_program, x)
+            accuracy["float"] = float(np.mean(scores.argmax(axis=1) == labels))
             accuracy["drop_points"] = round(100 * (accuracy["float"] - accuracy["golden"]), 2)
         report["accuracy"] = accuracy
     _check(report, "pytorch_vs_golden",
@@ -357,29 +356,19 @@ def _build(model, options, board, out, stages, report):
 
 def _quantize(model: Path, options: BuildOptions, out: Path):
     """Post-training quantization (:mod:`hwgen.ptq`): returns the quantized model's file,
-    the float model (a module) and what was chosen."""
-    import torch
-
-    from hwgen.compiler.frontend_torch import QUANT, load_program
-    from hwgen.ptq import parse_bits, quantize
+    the float program and what was chosen."""
+    from hwgen import ptq
+    from hwgen.compiler.frontend_torch import load_program
     if not (options.bits and options.calibrate):
         raise ModelFileError("post-training quantization needs both --bits (e.g. w4a4) and "
                              "--calibrate X.npy (float input vectors to calibrate on)")
-    weight_bits, act_bits = parse_bits(options.bits)
+    weight_bits, act_bits = ptq.parse_bits(options.bits)
     ep = load_program(model, allow_pickle=options.allow_pickle)
-    if any(node.target == QUANT for node in ep.graph.nodes):
-        raise ModelFileError(f"{model} is already quantized (it has hwgen quantizers); build "
-                             f"it without --bits and --calibrate")
     calibration = _load_npy(Path(options.calibrate), "--calibrate")
-    quantized, info = quantize(ep, calibration, weight_bits, act_bits)
-    example = torch.from_numpy(np.asarray(calibration[:8], np.float32))
-    program = torch.export.export(quantized, (example,),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
-    path = out / "quantized.pt2"
-    with open(path, "wb") as file:
-        torch.export.save(program, file)
-    return path, ep.module(), {**info, "bits": options.bits, "model": str(path),
-                               "calibration_vectors": len(calibration)}
+    quantized, chosen = ptq.quantize(ep, calibration, weight_bits, act_bits)
+    path = ptq.export(quantized, ep, out / "quantized.pt2")
+    return path, ep, {"bits": options.bits, "weight_bits": weight_bits, **chosen,
+                      "model": str(path), "calibration_vectors": len(calibration)}
 
 
 def _link_sim_divisor(graph, latency: int) -> int:

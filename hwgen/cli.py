@@ -30,6 +30,18 @@ def main():
     """
 
 
+def _check_bits(ctx, param, value):
+    """``--bits`` must parse before anything is built."""
+    if value is not None:
+        from hwgen.compiler.errors import HwgenError
+        from hwgen.ptq import parse_bits
+        try:
+            parse_bits(value)
+        except HwgenError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
+
+
 def _common(command):
     """The options ``build`` and ``verify`` share (both fold for the board the same way, so
     what ``verify`` checks is what ``build`` builds)."""
@@ -58,7 +70,7 @@ def _common(command):
                           'automatically; an entry "*": {"styles": {"weights": "logic"}} '
                           "places those memories in all of them. The chosen folding is written "
                           "to folding.json in the build folder."),
-        click.option("--bits", metavar="wNaM",
+        click.option("--bits", metavar="wNaM", callback=_check_bits,
                      help="Quantize a float model after training: N-bit weights, M-bit "
                           "activations (e.g. w4a4), activation scales calibrated on "
                           "--calibrate. For a float torch.export MLP (linear, batch norm, "

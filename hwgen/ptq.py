@@ -18,37 +18,77 @@ comparison) is the path of a model trained with :mod:`hwgen.nn`:
 
 from __future__ import annotations
 
-import itertools
 import math
 import operator
 import re
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from hwgen.compiler.errors import ModelFileError, UnsupportedOpError
+from hwgen.compiler.frontend_torch import (
+    BATCH_NORM,
+    BATCH_NORM_EVAL,
+    BIPOLAR,
+    IDENTITY,
+    LINEAR,
+    QUANT,
+    RESHAPE,
+    _ops,
+    _shape,
+    _where,
+)
 from hwgen.nn import QuantIdentity, QuantLinear, QuantReLU, int_range
 
-__all__ = ["parse_bits", "quantize"]
+__all__ = ["export", "input_shape", "parse_bits", "quantize", "run_float"]
 
-_aten = torch.ops.aten
-_LINEAR = {_aten.linear.default}
-_RELU = {_aten.relu.default}
-#: Batch norm ops, with the position of ``eps`` among their arguments.
-_BATCH_NORM = {_aten._native_batch_norm_legit_no_training.default: 6,
-               _aten.batch_norm.default: 7}
-_FLATTEN = {_aten.flatten.using_ints, _aten.view.default, _aten.reshape.default}
-_SAME = {_aten.clone.default, _aten.dropout.default, _aten.alias.default}
+RELU = _ops("relu.default", "relu_.default")
+#: Where ``eps`` sits among a batch norm op's arguments (after ``momentum``).
+_EPS = {**dict.fromkeys(BATCH_NORM, 7), **dict.fromkeys(BATCH_NORM_EVAL, 6)}
+#: Candidate steps: the one where the largest value fits, and this many finer ones.
+FINER_STEPS = 3
 
 
 def parse_bits(text: str) -> tuple[int, int]:
     """``"w4a4"`` -> ``(4, 4)``: weight bits, activation bits."""
-    found = re.fullmatch(r"w(\d+)a(\d+)", text.strip().lower())
-    if not found or not (2 <= int(found[1]) <= 8 and 1 <= int(found[2]) <= 8):
-        raise ModelFileError(f"--bits {text!r} must look like w4a4: weight bits 2..8, "
-                             f"activation bits 1..8")
+    found = re.fullmatch(r"w(\d+)a(\d+)", str(text).strip().lower())
+    if not found or not (2 <= int(found[1]) <= 8 and 2 <= int(found[2]) <= 8):
+        raise ModelFileError(f"--bits {text!r} must look like w4a4: weight and activation bits "
+                             f"from 2 to 8")
     return int(found[1]), int(found[2])
+
+
+def _user_input(ep: torch.export.ExportedProgram):
+    return next(n for n in ep.graph.nodes
+                if n.op == "placeholder" and n.name in ep.graph_signature.user_inputs)
+
+
+def input_shape(ep: torch.export.ExportedProgram) -> tuple:
+    """The program's input shape: the batch (an int when it was exported static, else None),
+    then one vector's dimensions."""
+    shape = _user_input(ep).meta["val"].shape
+    return (int(shape[0]) if isinstance(shape[0], int) else None,
+            *(int(d) for d in shape[1:]))
+
+
+def run_float(ep: torch.export.ExportedProgram, x: np.ndarray) -> np.ndarray:
+    """The program's outputs on float inputs ``x`` (``[N, ...]``, any layout with the right
+    number of elements per vector), in batches of its size if it was exported with a static
+    one."""
+    batch, *shape = input_shape(ep)
+    xt = torch.from_numpy(np.asarray(x, np.float32).reshape(len(x), *shape))
+    module, size = ep.module(), batch or len(xt)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(xt), size):
+            chunk = xt[start:start + size]
+            pad = size - len(chunk)
+            if pad:  # a static batch: fill it with copies of the first vector
+                chunk = torch.cat([chunk, chunk[:1].expand(pad, *chunk.shape[1:])])
+            parts.append(module(chunk)[:size - pad].to(torch.float64))
+    return torch.cat(parts).numpy()
 
 
 def _float_layers(ep: torch.export.ExportedProgram) -> list:
@@ -58,93 +98,131 @@ def _float_layers(ep: torch.export.ExportedProgram) -> list:
     params = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
     state = {**ep.state_dict, **getattr(ep, "constants", {})}
 
-    def const(node, what):
-        if node is None:
+    def const(node, arg, what):
+        if arg is None:
             return None
-        if getattr(node, "op", None) != "placeholder" or node.name not in params:
-            raise UnsupportedOpError(f"node '{current.name}' ({current.target}): its {what} is "
+        if getattr(arg, "op", None) != "placeholder" or arg.name not in params:
+            raise UnsupportedOpError(f"node '{node.name}'{_where(node)}: its {what} is "
                                      f"computed, not a parameter; post-training quantization "
-                                     f"reads a plain float model (export it in eval mode)")
-        return state[params[node.name]].detach().to(torch.float64).numpy()
+                                     f"reads a plain float model exported in eval mode")
+        return state[params[arg.name]].detach().to(torch.float64).numpy()
 
-    layers, running = [], None
-    for current in ep.graph.nodes:
-        if current.op == "placeholder":
-            if current.name not in params and running is None:
-                running = current
-            continue
-        if current.op == "output":
+    def chain_error(node, why):
+        return UnsupportedOpError(
+            f"node '{node.name}' ({node.target}){_where(node)} {why}; post-training "
+            f"quantization takes a sequential float MLP: linear layers, each followed by a "
+            f"ReLU (a batch norm may come between) except the last, and flattens")
+
+    layers, running = [], _user_input(ep)
+    for node in ep.graph.nodes:
+        if node.op == "output":
+            outputs = node.args[0]
+            if not (isinstance(outputs, (tuple, list)) and len(outputs) == 1
+                    and outputs[0] is running):
+                raise chain_error(node, "returns something other than the last layer's "
+                                        "output")
             break
-        if current.op != "call_function":
+        if node.op != "call_function":
             continue
-        args = current.args
-        target = current.target
-        if target is operator.getitem:
+        args, target = node.args, node.target
+        if target is operator.getitem:  # batch norm returns a tuple
             if args[0] is running and args[1] == 0:
-                running = current
+                running = node
             continue
         if not args or args[0] is not running:
-            raise UnsupportedOpError(
-                f"node '{current.name}' ({target}) does not continue the chain of layers; "
-                f"post-training quantization takes a sequential float MLP (linear, batch "
-                f"norm, ReLU, flatten)")
-        if target in _LINEAR:
-            layers.append(("linear", const(args[1], "weight"),
-                           const(args[2] if len(args) > 2 else None, "bias")))
-        elif target in _BATCH_NORM:
-            if target == _aten.batch_norm.default and args[5]:
-                raise UnsupportedOpError(f"node '{current.name}': batch norm in training mode; "
-                                         f"export the model after model.eval()")
-            weight, bias, mean, var = (const(a, "batch norm statistics") for a in args[1:5])
-            scale = (weight if weight is not None else 1.0) / np.sqrt(var + args[
-                _BATCH_NORM[target]])
-            layers.append(("bn", scale, (bias if bias is not None else 0.0) - mean * scale))
-        elif target in _RELU:
+            raise chain_error(node, "does not continue the chain of layers")
+        if target in LINEAR:
+            layers.append(("linear", const(node, args[1], "weight"),
+                           const(node, args[2] if len(args) > 2 else None, "bias")))
+        elif target in BATCH_NORM or target in BATCH_NORM_EVAL:
+            # (Without running statistics, batch norm normalizes by the batch even in eval.)
+            if args[3] is None or args[4] is None:
+                raise UnsupportedOpError(f"batch norm node '{node.name}'{_where(node)} keeps "
+                                         f"no running statistics (track_running_stats=False), "
+                                         f"so it cannot be folded into the linear layer")
+            if target in BATCH_NORM and args[5]:
+                raise UnsupportedOpError(f"batch norm node '{node.name}'{_where(node)} is in "
+                                         f"training mode; call model.eval() before "
+                                         f"torch.export.export")
+            weight, bias, mean, var = (const(node, a, "batch norm parameters")
+                                       for a in args[1:5])
+            eps = args[_EPS[target]]
+            scale = (1.0 if weight is None else weight) / np.sqrt(var + eps)
+            layers.append(("bn", scale, (0.0 if bias is None else bias) - mean * scale))
+        elif target in RELU:
             layers.append(("relu",))
-        elif target in _FLATTEN or target in _SAME:
-            if target in _FLATTEN:
-                layers.append(("flatten",))
+        elif target in RESHAPE:
+            before, after = _shape(args[0]), _shape(node)
+            if before and after and before[0] != after[0]:
+                raise chain_error(node, "changes the batch dimension")
+            layers.append(("flatten",))
+        elif target in IDENTITY:
+            if target in _ops("dropout.default") and args[2]:
+                raise UnsupportedOpError(f"dropout node '{node.name}'{_where(node)} is in "
+                                         f"training mode; call model.eval() before "
+                                         f"torch.export.export")
         else:
-            raise UnsupportedOpError(
-                f"node '{current.name}': op {target} is not supported by post-training "
-                f"quantization; it takes linear, batch norm (eval), ReLU and flatten")
-        running = current
+            raise chain_error(node, "is not supported")
+        running = node
     return layers
 
 
 def _fused(layers) -> list:
-    """Batch norm folded into the linear layer before it: ``[Linear | ReLU | Flatten]`` of
-    float64 ``(W, b)``."""
+    """Batch norm folded into the linear layer before it, flattens before the first linear
+    layer dropped (the input is a vector): ``[("linear", W, b) | ("relu",)]`` in float64."""
     out = []
     for layer in layers:
         if layer[0] == "bn":
             if not out or out[-1][0] != "linear":
-                raise UnsupportedOpError("a batch norm that does not follow a linear layer "
-                                         "cannot be folded; post-training quantization needs "
-                                         "linear -> batch norm")
+                raise UnsupportedOpError("a batch norm that does not directly follow a linear "
+                                         "layer cannot be folded into it")
             _, w, b = out[-1]
             scale, shift = layer[1], layer[2]
             b = np.zeros(len(w)) if b is None else b
             out[-1] = ("linear", w * scale[:, None], b * scale + shift)
-        elif layer[0] == "flatten" and any(entry[0] == "linear" for entry in out):
-            raise UnsupportedOpError("a flatten after the first linear layer is not supported")
+        elif layer[0] == "flatten":
+            if any(entry[0] == "linear" for entry in out):
+                raise UnsupportedOpError("a reshape after the first linear layer is not "
+                                         "supported; flatten the input first")
         else:
             out.append(layer)
-    if not any(entry[0] == "linear" for entry in out):
-        raise UnsupportedOpError("the model has no linear layer")
-    if out[-1][0] != "linear":
-        raise UnsupportedOpError("the model must end with a linear layer (its logits)")
+    kinds = [layer[0] for layer in out]
+    if kinds != ["linear", "relu"] * (len(kinds) // 2) + ["linear"]:
+        raise UnsupportedOpError(f"the layers are {' -> '.join(kinds) or 'none'}; "
+                                 f"post-training quantization takes linear layers, each "
+                                 f"followed by a ReLU (a batch norm may come between) except "
+                                 f"the last, whose outputs are the logits")
     return out
+
+
+def _calibration(x, ep) -> np.ndarray:
+    """``x`` checked and reshaped to ``[N, features]`` for the program's input."""
+    x = np.asarray(x)
+    _, *shape = input_shape(ep)
+    n = math.prod(shape)
+    if x.dtype.kind not in "biuf":
+        raise ModelFileError(f"--calibrate holds {x.dtype} values; it must be a real numeric "
+                             f"array of input vectors")
+    if x.ndim < 1 or not len(x) or x.size % len(x) or x.size // len(x) != n:
+        raise ModelFileError(f"--calibrate has shape {x.shape}, but the model takes vectors of "
+                             f"shape {shape} ({n} values): give [N, {', '.join(map(str, shape))}]")
+    x = x.reshape(len(x), n).astype(np.float64)
+    if not np.isfinite(x).all():
+        raise ModelFileError("--calibrate holds NaN or infinite values")
+    if not x.any():
+        raise ModelFileError("--calibrate holds only zeros: the input scale cannot be chosen; "
+                             "give real input vectors")
+    return x
 
 
 def _scale(values: np.ndarray, bits: int, signed: bool) -> float:
     """The power-of-two step with the least squared quantization error on ``values``, among
-    the one where the largest magnitude fits and three finer ones."""
+    the one where the largest magnitude fits and ``FINER_STEPS`` finer ones."""
     lo, hi = int_range(bits, signed)
-    top = float(np.abs(values).max()) or 1.0
+    top = float(np.abs(values).max()) or 1.0  # a ReLU that never fires: any step will do
     start = math.ceil(math.log2(top / hi))
     best = None
-    for exponent in range(start, start - 4, -1):
+    for exponent in range(start, start - FINER_STEPS - 1, -1):
         step = 2.0 ** exponent
         error = float(np.square(np.clip(np.round(values / step), lo, hi) * step - values).mean())
         if best is None or error < best[0]:
@@ -156,25 +234,18 @@ def quantize(ep: torch.export.ExportedProgram, calibration: np.ndarray, weight_b
              act_bits: int) -> tuple[nn.Module, dict]:
     """An :mod:`hwgen.nn` model equivalent to the float ``ep`` at ``weight_bits`` weights
     and ``act_bits`` activations, its input and ReLU scales calibrated on ``calibration``
-    (float inputs as the model takes them). Returns the model (eval mode) and what was chosen:
-    ``{"input": {...}, "activations": [scale, ...], "weight_bits", "act_bits"}``."""
+    (float input vectors). Returns the model (eval mode, taking ``[N, ...]`` like ``ep``) and
+    the scales chosen: ``{"input": {"bits", "signed", "scale"}, "activations": [...]}``."""
+    if any(node.target in (QUANT, BIPOLAR) for node in ep.graph.nodes):
+        raise ModelFileError("the model is already quantized (it has hwgen quantizers); build "
+                             "it without --bits and --calibrate")
     layers = _fused(_float_layers(ep))
-    if any(a[0] == "linear" and b[0] != "relu" for a, b in itertools.pairwise(layers)) \
-            or sum(layer[0] == "relu" for layer in layers) \
-            != sum(layer[0] == "linear" for layer in layers) - 1:
-        raise UnsupportedOpError("post-training quantization takes linear layers each followed "
-                                 "by a ReLU (a batch norm may come between), the last one "
-                                 "excepted")
-    x = np.asarray(calibration, dtype=np.float64)
-    if x.ndim < 2 or not len(x):
-        raise ModelFileError(f"--calibrate needs an array of input vectors [N, ...], got shape "
-                             f"{x.shape}")
-    x = x.reshape(len(x), -1)
+    x = _calibration(calibration, ep)
     signed = bool((x < 0).any())
     in_scale = _scale(x, act_bits, signed)
-    modules = [nn.Flatten()] if layers[0][0] == "flatten" else []
-    modules.append(QuantIdentity(bits=act_bits, signed=signed, scale=in_scale))
     lo, hi = int_range(act_bits, signed)
+    modules = [nn.Flatten()] if len(input_shape(ep)) > 2 else []
+    modules.append(QuantIdentity(bits=act_bits, signed=signed, scale=in_scale))
     h = np.clip(np.round(x / in_scale), lo, hi) * in_scale
     scale, chosen = in_scale, []
     linears = [layer for layer in layers if layer[0] == "linear"]
@@ -189,16 +260,27 @@ def quantize(ep: torch.export.ExportedProgram, calibration: np.ndarray, weight_b
         modules.append(q)
         if last:
             break
-        # Calibrate the next activation on what the quantized layers so far compute.
+        # The next activation is calibrated on what the quantized layers so far compute.
         with torch.no_grad():
-            y = q(torch.from_numpy(h).to(torch.float32)).to(torch.float64).numpy()
-        y = np.maximum(y, 0)
+            y = np.maximum(q(torch.from_numpy(h).to(torch.float32)).to(torch.float64).numpy(),
+                           0)
         scale = _scale(y, act_bits, False)
         chosen.append(scale)
         modules.append(QuantReLU(bits=act_bits, scale=scale))
         h = np.clip(np.round(y / scale), 0, 2**act_bits - 1) * scale
     model = nn.Sequential(*modules).eval()
-    info = {"weight_bits": weight_bits, "act_bits": act_bits,
-            "input": {"bits": act_bits, "signed": signed, "scale": in_scale},
-            "activations": chosen}
-    return model, info
+    return model, {"input": {"bits": act_bits, "signed": signed, "scale": in_scale},
+                   "activations": chosen}
+
+
+def export(model: nn.Module, ep: torch.export.ExportedProgram, path: Path) -> Path:
+    """Save ``model`` (from :func:`quantize`) with ``torch.export``, for any batch size, taking
+    the same input shape as the float ``ep``."""
+    _, *shape = input_shape(ep)
+    # Two vectors: an example batch of one would make torch specialise the batch dimension.
+    example = torch.zeros(2, *shape)
+    program = torch.export.export(model, (example,),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    with open(path, "wb") as file:
+        torch.export.save(program, file)
+    return path

@@ -13,7 +13,7 @@ from torch import nn
 
 from hwgen.compiler import compile_model
 from hwgen.compiler.errors import ModelFileError, UnsupportedOpError
-from hwgen.ptq import parse_bits, quantize
+from hwgen.ptq import _float_layers, _fused, parse_bits, quantize, run_float
 from hwgen.sim import golden, reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,21 +56,38 @@ def test_w4a4_keeps_the_float_accuracy_within_two_points_and_agrees_exactly(tmp_
     assert (np.argmax(layers[-1], axis=1) == y).mean() == quant_acc
 
 
-def test_batch_norm_is_folded_exactly_into_the_linear_layer():
-    rng = np.random.default_rng(0)
+def _bn_net(eps):
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    net = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5, eps=eps), nn.ReLU(inplace=True),
+                        nn.Linear(5, 3))
     with torch.no_grad():
         net[1].running_mean.copy_(torch.randn(5))
-        net[1].running_var.copy_(torch.rand(5) + 0.5)
+        net[1].running_var.copy_(torch.rand(5) * 0.1)  # small: eps matters
         net[1].weight.copy_(torch.randn(5))
         net[1].bias.copy_(torch.randn(5))
-    x = rng.normal(size=(200, 6)).astype(np.float32)
-    model, _ = quantize(export(net, x), x, 8, 8)
+    return net.eval()
+
+
+# torch's own decompositions deep-copy a pytree spec that warns on 2.13.
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+@pytest.mark.parametrize("decomposed", [False, True])
+def test_batch_norm_is_folded_into_the_linear_layer(decomposed):
+    """Both batch norm ops torch.export writes (aten.batch_norm, and after decompositions
+    _native_batch_norm_legit_no_training), with an eps that matters."""
+    net = _bn_net(eps=0.3)
+    x = np.random.default_rng(0).normal(size=(50, 6))
+    ep = export(net, x.astype(np.float32))
+    if decomposed:
+        table = torch.export.default_decompositions()
+        table.pop(torch.ops.aten.linear.default, None)
+        ep = ep.run_decompositions(table)
+    targets = {str(node.target) for node in ep.graph.nodes}
+    assert any("batch_norm" in t for t in targets)
+    (_, w0, b0), _, (_, w1, b1) = _fused(_float_layers(ep))
+    h = np.maximum(x @ w0.T + b0, 0) @ w1.T + b1
     with torch.no_grad():
-        want, got = net.eval()(torch.from_numpy(x)), model(torch.from_numpy(x))
-    # 8 bits everywhere: close to the float model (BN folded, not dropped).
-    assert float((want - got).abs().max()) < 0.1 * float(want.abs().max())
+        want = net.double()(torch.from_numpy(x)).numpy()
+    assert np.abs(h - want).max() < 1e-9
 
 
 def test_signed_inputs_get_a_signed_quantizer():
@@ -81,8 +98,11 @@ def test_signed_inputs_get_a_signed_quantizer():
 
 @pytest.mark.parametrize(("net", "words"), [
     (nn.Sequential(nn.Linear(4, 4), nn.Sigmoid(), nn.Linear(4, 2)), "sigmoid"),
-    (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "each followed by a ReLU"),
-    (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "must end with a linear layer"),
+    (nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2)), "linear -> linear"),
+    (nn.Sequential(nn.Linear(4, 4), nn.ReLU()), "whose outputs are the logits"),
+    (nn.Sequential(nn.ReLU(), nn.Linear(4, 2)), "relu -> linear"),
+    (nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4, track_running_stats=False), nn.ReLU(),
+                   nn.Linear(4, 2)), "no running statistics"),
 ])
 def test_unsupported_models_are_named(net, words):
     x = np.zeros((8, 4), np.float32)
@@ -90,7 +110,40 @@ def test_unsupported_models_are_named(net, words):
         quantize(export(net, x), x, 4, 4)
 
 
-@pytest.mark.parametrize("text", ["w4", "a4w4", "w1a4", "w4a9", "w4a0"])
+def test_the_float_accuracy_runs_in_the_programs_own_batches():
+    """A program exported with a static batch of 8, inputs as [N, 1, 8] vectors."""
+    net = nn.Sequential(nn.Flatten(), nn.Linear(8, 3)).eval()
+    ep = torch.export.export(net, (torch.zeros(8, 1, 8),))
+    x = np.random.default_rng(2).normal(size=(21, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x).reshape(21, 1, 8)).numpy()
+    assert np.allclose(run_float(ep, x), want, rtol=0, atol=1e-6)
+    model, _ = quantize(ep, x, 8, 8)
+    assert model(torch.from_numpy(x).reshape(21, 1, 8)).shape == (21, 3)
+
+
+@pytest.mark.parametrize(("x", "words"), [
+    (np.zeros((8, 5), np.float32), "shape \\(8, 5\\), but the model takes vectors of shape"),
+    (np.full((8, 4), np.nan, np.float32), "NaN or infinite"),
+    (np.zeros((8, 4), np.float32), "only zeros"),
+    (np.zeros((8, 4), np.complex64), "complex64 values"),
+])
+def test_bad_calibration_inputs_are_named(x, words):
+    ep = export(nn.Sequential(nn.Linear(4, 2)), np.zeros((8, 4), np.float32))
+    with pytest.raises(ModelFileError, match=words):
+        quantize(ep, x, 4, 4)
+
+
+def test_one_calibration_vector_is_enough(tmp_path):
+    from hwgen.ptq import export as save
+    x = np.ones((1, 4), np.float32)
+    ep = export(nn.Sequential(nn.Linear(4, 2)), np.zeros((8, 4), np.float32))
+    model, _ = quantize(ep, x, 4, 4)
+    graph = compile_model(save(model, ep, tmp_path / "q.pt2"))
+    assert graph.input.n == 4
+
+
+@pytest.mark.parametrize("text", ["w4", "a4w4", "w1a4", "w4a9", "w4a0", "w4a1"])
 def test_bits_must_look_like_w4a4(text):
     with pytest.raises(ModelFileError, match="must look like w4a4"):
         parse_bits(text)
@@ -98,11 +151,15 @@ def test_bits_must_look_like_w4a4(text):
 
 def test_bits_needs_calibrate_and_a_float_model(tmp_path):
     run = hwgen("verify", FLOAT, "--bits", "w4a4", "--out", tmp_path / "a")
-    assert run.returncode != 0 and "needs both --bits" in run.stderr
+    assert run.returncode == 2 and "needs both --bits" in run.stderr
     run = hwgen("verify", EXAMPLES / "digits_mlp_w4a4.pt", "--bits", "w4a4", "--calibrate",
                 CALIB, "--out", tmp_path / "b")
-    assert run.returncode != 0 and "already quantized" in run.stderr
+    assert run.returncode == 2 and "already quantized" in run.stderr
     assert json.loads((tmp_path / "b" / "report.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "b" / "quantized.pt2").exists()
+    run = hwgen("verify", FLOAT, "--bits", "w4", "--calibrate", CALIB, "--out", tmp_path / "c")
+    assert run.returncode == 2 and "must look like w4a4" in run.stderr
+    assert not (tmp_path / "c").exists()  # refused before anything was built
 
 
 @pytest.mark.slow
