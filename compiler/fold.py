@@ -40,9 +40,12 @@ __all__ = ["HOST_LINK_BITS_PER_CYCLE", "LUTS_PER_CELL", "Budget", "estimate", "f
 #: Gather lanes are considered for layers with at most this fraction of nonzero weights.
 GATHER_DENSITY = 0.5
 #: The cost of gather lanes relative to the dense count of the same lanes plus their memories
-#: in logic, fitted on digits_mlp_w4a4_pruned75 on the ULX3S-85F at 32 cycles per frame: the
-#: unfitted estimate was 8,579 cells, nextpnr placed 16,614 LUT4s (1.3 per cell for a dense
-#: layer): each lane's frame addressing, element multiplexer and column registers.
+#: in logic: each lane's frame read, element register and column bits. Fitted on
+#: digits_mlp_w4a4_pruned75 on the ULX3S-85F at 32 cycles per frame when a lane still added
+#: its bank offset and multiplexed its element into the multiplier (estimate 8,579 cells
+#: unfitted, 16,614 LUT4s placed). With both gone (benchmark, dc5e300) the fitted estimate is
+#: 7,309 cells for 8,205 placed LUT4s, 1.12 per cell, near the dense MLP's 1.05 (14,625 cells,
+#: 15,323 LUT4s): kept, the factor now errs on the safe side.
 GATHER_FIT = 1.5
 #: Logic cells kept free for the board top (UART, host link) and for routing.
 RESERVED_LC = 400
