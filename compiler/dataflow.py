@@ -5,11 +5,20 @@ description (what it computes and how parallel it is), its NumPy semantics in
 :mod:`hwgen.sim.golden` (what it must compute), and its Amaranth component in :mod:`hwgen.hw`
 (how it is made of gates).
 
-Streams between layers carry frames of ``n`` elements in ``ceil(n / lanes)`` beats of
-``lanes`` elements; element 0 sits in the least significant bits, each element ``bits`` wide
-(two's complement when signed). A binary (``bipolar``) element is one bit, 1 meaning +1 and 0
-meaning -1: the stream carries the bit, the arithmetic uses the value. Lanes past the end of a
-frame in its last beat are padding: producers drive them to zero and consumers ignore them.
+Streams between layers carry frames of ``n`` elements in ``pixels`` vectors of ``n //
+pixels`` elements, each vector in ``ceil((n // pixels) / lanes)`` beats of ``lanes``
+elements (:func:`frame_beats`); element 0 sits in the least significant bits, each element
+``bits`` wide (two's complement when signed). A binary (``bipolar``) element is one bit, 1
+meaning +1 and 0 meaning -1: the stream carries the bit, the arithmetic uses the value. Lanes
+past the end of a vector in its last beat are padding: producers drive them to zero and
+consumers ignore them.
+
+Dense layers see one vector per frame (``pixels == 1``). Feature maps travel channels-last:
+pixel ``(y, x)`` of an ``h x w x c`` map is vector ``y * w + x``, its ``c`` channels the
+elements; a convolution is a :class:`Pad` (when it pads), a :class:`SlidingWindow` turning
+pixels into windows (one vector of ``kh * kw * c`` elements per output pixel, in ``(ky, kx,
+c)`` order) and an :class:`MVAU` applied to every window; a max-pool is a
+:class:`SlidingWindow` and a :class:`MaxPool` reducing each window channel by channel.
 """
 
 from __future__ import annotations
@@ -25,8 +34,13 @@ __all__ = [
     "Dataflow",
     "InputQuant",
     "LabelSelect",
+    "MaxPool",
+    "Pad",
+    "SlidingWindow",
     "WidthConverter",
     "bits_for_range",
+    "flattens",
+    "frame_beats",
     "int_range",
 ]
 
@@ -36,6 +50,25 @@ def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
     if signed:
         return -(2 ** (bits - 1)) + int(narrow), 2 ** (bits - 1) - 1
     return 0, 2**bits - 1 - int(narrow)
+
+
+def frame_beats(n: int, pixels: int, lanes: int) -> int:
+    """Beats of a frame of ``n`` elements in ``pixels`` vectors, ``lanes`` per beat."""
+    return pixels * math.ceil(n // pixels / lanes)
+
+
+def flattens(a, b) -> bool:
+    """Whether layer ``b`` reads layer ``a``'s feature map flattened: ``a`` sends
+    ``pixels > 1`` vectors, ``b`` takes one, and the beats are the same because ``a``'s lanes
+    divide each pixel's elements (no padding lanes inside the frame)."""
+    return (a.pixels_out > 1 and b.pixels_in == 1 and a.n_out == b.n_in
+            and (a.n_out // a.pixels_out) % a.lanes_out == 0)
+
+
+def _check_positive(name: str, **values):
+    for what, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}: {what}={value!r} must be a positive integer")
 
 
 def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
@@ -86,6 +119,14 @@ class InputQuant:
     @property
     def n(self) -> int:
         return math.prod(self.shape)
+
+    def to_stream(self, q) -> np.ndarray:
+        """``q`` (``[N, *shape]`` or flat ``[N, n]``, in the model's order) in stream order,
+        ``[N, n]``: an image ``[c, h, w]`` goes channels-last, pixel by pixel."""
+        q = np.asarray(q)
+        if len(self.shape) == 3:
+            q = q.reshape(len(q), *self.shape).transpose(0, 2, 3, 1)
+        return q.reshape(len(q), -1)
 
 
 @dataclass(eq=False)
@@ -142,8 +183,12 @@ class MVAU:
     #: weights of its neuron, ``simd`` per slot, and every lane reads its input element from
     #: its own copy of the double-buffered input frame at the column stored with the weight.
     gather: bool = False
+    #: Vectors per frame: 1 for a dense layer, the output pixels of a convolution (the
+    #: windows of its :class:`SlidingWindow`), each multiplied by the same weights.
+    pixels: int = 1
 
     def __post_init__(self):
+        _check_positive(self.name, pixels=self.pixels)
         self.weights = np.asarray(self.weights, dtype=np.int64)
         if self.weights.ndim != 2:
             raise ValueError(f"{self.name}: weights must be 2-D, not {self.weights.shape}")
@@ -182,6 +227,9 @@ class MVAU:
         if self.gather and self.weight_bipolar:
             raise ValueError(f"{self.name}: binary weights have no zeros to skip; gather lanes "
                              f"need integer weights")
+        if self.gather and self.pixels > 1:
+            raise ValueError(f"{self.name}: gather lanes are for dense layers, not "
+                             f"convolutions ({self.pixels} windows per frame)")
 
     @property
     def mh(self) -> int:
@@ -230,9 +278,10 @@ class MVAU:
     def cycles(self) -> int:
         """Cycles per frame in steady state: the one formula shared by the folding pass, the
         report, the hardware and the tests; with :attr:`gather`, filling a bank of the frame
-        buffer (``sf`` cycles) may be the longer part."""
+        buffer (``sf`` cycles) may be the longer part. A convolution repeats it for each of
+        its ``pixels`` windows."""
         compute = sum(self.fold_lengths)
-        return max(compute, self.sf) if self.gather else compute
+        return self.pixels * (max(compute, self.sf) if self.gather else compute)
 
     @property
     def xnor(self) -> bool:
@@ -259,11 +308,14 @@ class MVAU:
     # Stream shapes.
     @property
     def n_in(self) -> int:
-        return self.mw
+        return self.pixels * self.mw
 
     @property
     def n_out(self) -> int:
-        return self.mh
+        return self.pixels * self.mh
+
+    pixels_in = property(lambda self: self.pixels)
+    pixels_out = property(lambda self: self.pixels)
 
     @property
     def lanes_in(self) -> int:
@@ -301,13 +353,17 @@ class LabelSelect:
     n_out = property(lambda self: 1)
     lanes_in = property(lambda self: self.lanes)
     lanes_out = property(lambda self: 1)
+    pixels_in = pixels_out = 1
 
 
 class _ValuePreserving:
-    """Stream plumbing: ``n`` elements of ``bits`` (``signed``) in, the same out."""
+    """Stream plumbing: ``n`` elements of ``bits`` (``signed``) in ``pixels`` vectors in, the
+    same out."""
 
     n_in = property(lambda self: self.n)
     n_out = property(lambda self: self.n)
+    pixels_in = property(lambda self: self.pixels)
+    pixels_out = property(lambda self: self.pixels)
     in_bits = property(lambda self: self.bits)
     out_bits = property(lambda self: self.bits)
     in_signed = property(lambda self: self.signed)
@@ -316,9 +372,9 @@ class _ValuePreserving:
 
 @dataclass(eq=False)
 class WidthConverter(_ValuePreserving):
-    """Repacks a frame of ``n`` elements of ``bits`` each from ``lanes_in`` to ``lanes_out``
-    elements per beat. Identity on values. ``cycles = max(ceil(n/lanes_in),
-    ceil(n/lanes_out))``."""
+    """Repacks each vector of a frame (``n`` elements of ``bits`` each in ``pixels``
+    vectors) from ``lanes_in`` to ``lanes_out`` elements per beat. Identity on values.
+    ``cycles = pixels * max(ceil(v/lanes_in), ceil(v/lanes_out))``, ``v = n // pixels``."""
 
     name: str
     n: int
@@ -326,10 +382,12 @@ class WidthConverter(_ValuePreserving):
     signed: bool
     lanes_in: int
     lanes_out: int
+    pixels: int = 1
 
     @property
     def cycles(self) -> int:
-        return max(math.ceil(self.n / self.lanes_in), math.ceil(self.n / self.lanes_out))
+        return max(frame_beats(self.n, self.pixels, self.lanes_in),
+                   frame_beats(self.n, self.pixels, self.lanes_out))
 
 
 @dataclass(eq=False)
@@ -346,13 +404,197 @@ class FIFO(_ValuePreserving):
     styles: dict = field(default_factory=dict)
     #: The board's block RAM kind (:class:`hwgen.compiler.memory.BlockRAM`), set by folding.
     block_ram: object = None
+    pixels: int = 1
 
     @property
     def cycles(self) -> int:
-        return math.ceil(self.n / self.lanes)
+        return frame_beats(self.n, self.pixels, self.lanes)
 
     lanes_in = property(lambda self: self.lanes)
     lanes_out = property(lambda self: self.lanes)
+
+
+@dataclass(eq=False)
+class Pad:
+    """Adds a border of ``pads = (top, left, bottom, right)`` pixels around each ``h x w x c``
+    feature map (channels-last, ``lanes`` channels per beat), every padding element carrying
+    the integer ``value``. A zero-padded integer map pads with 0; a binary map carries bits,
+    so its pad is the bit of the model's own pad value (1 for +1, 0 for -1: the model must
+    pad with +-1, see :class:`hwgen.nn.BinaryConv2d`).
+    ``cycles = (h + top + bottom) * (w + left + right) * ceil(c / lanes)``: one output beat
+    per cycle."""
+
+    name: str
+    h: int
+    w: int
+    c: int
+    pads: tuple
+    value: int
+    bits: int
+    signed: bool
+    lanes: int = 1
+    source: str = ""
+
+    def __post_init__(self):
+        self.pads = tuple(int(p) for p in self.pads)
+        _check_positive(self.name, h=self.h, w=self.w, c=self.c, bits=self.bits,
+                        lanes=self.lanes)
+        if len(self.pads) != 4 or min(self.pads) < 0:
+            raise ValueError(f"{self.name}: pads={self.pads!r} must be four non-negative "
+                             f"integers (top, left, bottom, right)")
+        lo, hi = int_range(self.bits, self.signed)
+        if not lo <= self.value <= hi:
+            raise ValueError(f"{self.name}: pad value {self.value} does not fit the "
+                             f"{self.bits}-bit stream")
+
+    @property
+    def out_h(self) -> int:
+        return self.h + self.pads[0] + self.pads[2]
+
+    @property
+    def out_w(self) -> int:
+        return self.w + self.pads[1] + self.pads[3]
+
+    n_in = property(lambda self: self.h * self.w * self.c)
+    n_out = property(lambda self: self.out_h * self.out_w * self.c)
+    pixels_in = property(lambda self: self.h * self.w)
+    pixels_out = property(lambda self: self.out_h * self.out_w)
+    in_bits = out_bits = property(lambda self: self.bits)
+    in_signed = out_signed = property(lambda self: self.signed)
+    lanes_in = lanes_out = property(lambda self: self.lanes)
+
+    @property
+    def cycles(self) -> int:
+        return frame_beats(self.n_out, self.pixels_out, self.lanes)
+
+    @property
+    def border_run(self) -> int:
+        """The most border beats the pad sends in a row, taking no input meanwhile: a
+        frame's last row's right border, its bottom rows, the next frame's top rows and
+        left border; or a row's right border and the next row's left one."""
+        top, left, bottom, right = self.pads
+        groups = math.ceil(self.c / self.lanes)
+        return groups * max(right + (bottom + top) * self.out_w + left, right + left)
+
+
+@dataclass(eq=False)
+class SlidingWindow:
+    """The sliding-window generator (im2col as a stream): from an ``h x w x c`` map
+    (channels-last, ``lanes`` channels per beat, ``lanes`` dividing ``c``) it sends, for every
+    output pixel ``(oy, ox)`` in raster order, the window of ``kernel = (kh, kw)`` pixels at
+    ``(oy * sh, ox * sw)`` (``stride = (sh, sw)``) as one vector of ``kh * kw * c`` elements in
+    ``(ky, kx, c)`` order. ``out_h = (h - kh) // sh + 1`` (rows and columns past the last
+    window are read and dropped, as PyTorch does).
+
+    A line buffer (:attr:`buffer_rows` rows of ``w * c`` elements, block RAM as the memory plan
+    says) holds the rows windows still need; a frame's first window waits for its last pixel.
+    ``cycles = max(h * w, out_h * out_w * kh * kw) * c / lanes``: the buffer keeps the input
+    and output sides busy at once in steady state."""
+
+    name: str
+    h: int
+    w: int
+    c: int
+    kernel: tuple
+    stride: tuple
+    bits: int
+    signed: bool
+    lanes: int = 1
+    styles: dict = field(default_factory=dict)
+    block_ram: object = None
+    source: str = ""
+
+    def __post_init__(self):
+        self.kernel = tuple(int(k) for k in self.kernel)
+        self.stride = tuple(int(k) for k in self.stride)
+        _check_positive(self.name, h=self.h, w=self.w, c=self.c, bits=self.bits,
+                        lanes=self.lanes, kh=self.kernel[0], kw=self.kernel[1],
+                        sh=self.stride[0], sw=self.stride[1])
+        if self.kernel[0] > self.h or self.kernel[1] > self.w:
+            raise ValueError(f"{self.name}: a {self.kernel[0]}x{self.kernel[1]} window does "
+                             f"not fit a {self.h}x{self.w} map")
+        self.check_folding()
+
+    def check_folding(self):
+        if not isinstance(self.lanes, int) or self.lanes < 1 or self.c % self.lanes:
+            raise ValueError(f"{self.name}: lanes={self.lanes!r} must divide the {self.c} "
+                             f"channels")
+
+    @property
+    def out_h(self) -> int:
+        return (self.h - self.kernel[0]) // self.stride[0] + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.w - self.kernel[1]) // self.stride[1] + 1
+
+    @property
+    def window(self) -> int:
+        """Pixels per window, ``kh * kw``."""
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def used_rows(self) -> int:
+        """Input rows any window reads; the rest of a frame is dropped, not buffered."""
+        return (self.out_h - 1) * self.stride[0] + self.kernel[0]
+
+    @property
+    def buffer_rows(self) -> int:
+        """Rows the line buffer holds: the ``kh`` rows windows read, and room for the input
+        side to fill the next window's rows meanwhile (at most the rows a frame uses)."""
+        return min(self.kernel[0] + max(self.stride[0], self.kernel[0]), 2 * self.used_rows)
+
+    n_in = property(lambda self: self.h * self.w * self.c)
+    n_out = property(lambda self: self.out_h * self.out_w * self.window * self.c)
+    pixels_in = property(lambda self: self.h * self.w)
+    pixels_out = property(lambda self: self.out_h * self.out_w)
+    in_bits = out_bits = property(lambda self: self.bits)
+    in_signed = out_signed = property(lambda self: self.signed)
+    lanes_in = lanes_out = property(lambda self: self.lanes)
+
+    @property
+    def cycles(self) -> int:
+        groups = self.c // self.lanes
+        return max(self.h * self.w, self.out_h * self.out_w * self.window) * groups
+
+
+@dataclass(eq=False)
+class MaxPool:
+    """The largest element of each channel over each window of a :class:`SlidingWindow`:
+    ``pixels`` windows of ``window`` pixels of ``c`` channels in, ``pixels`` vectors of ``c``
+    out, ``lanes`` channels per beat (``lanes`` divides ``c``). On a binary stream the bits
+    order as their values (1 is +1). ``cycles = pixels * window * c / lanes``, the input
+    beats."""
+
+    name: str
+    pixels: int
+    window: int
+    c: int
+    bits: int
+    signed: bool
+    lanes: int = 1
+    source: str = ""
+
+    def __post_init__(self):
+        _check_positive(self.name, pixels=self.pixels, window=self.window, c=self.c,
+                        bits=self.bits, lanes=self.lanes)
+        self.check_folding()
+
+    def check_folding(self):
+        if not isinstance(self.lanes, int) or self.lanes < 1 or self.c % self.lanes:
+            raise ValueError(f"{self.name}: lanes={self.lanes!r} must divide the {self.c} "
+                             f"channels")
+
+    n_in = property(lambda self: self.pixels * self.window * self.c)
+    n_out = property(lambda self: self.pixels * self.c)
+    pixels_in = pixels_out = property(lambda self: self.pixels)
+    in_bits = out_bits = property(lambda self: self.bits)
+    in_signed = out_signed = property(lambda self: self.signed)
+    lanes_in = lanes_out = property(lambda self: self.lanes)
+
+    @property
+    def cycles(self) -> int:
+        return self.pixels * self.window * self.c // self.lanes
 
 
 @dataclass(eq=False)

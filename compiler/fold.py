@@ -28,7 +28,17 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .dataflow import FIFO, MVAU, Dataflow, LabelSelect, WidthConverter
+from .dataflow import (
+    FIFO,
+    MVAU,
+    Dataflow,
+    LabelSelect,
+    MaxPool,
+    Pad,
+    SlidingWindow,
+    WidthConverter,
+    frame_beats,
+)
 from .errors import FitError
 from .memory import BLOCK_RAMS, ICE40_EBR, BlockRAM, block_ram_of, block_rams, plan, spram_blocks
 from .prune import sort_neurons
@@ -152,6 +162,15 @@ def estimate(layer) -> dict[str, float]:
                              + act + control)
     elif isinstance(layer, LabelSelect):
         lut = layer.lanes * (2 * layer.in_bits + 8) + 20
+    elif isinstance(layer, SlidingWindow):
+        # Position counters, address arithmetic and flow control; the beat read and the
+        # output buffer's two beats.
+        lut = 150 + 3 * layer.lanes * layer.bits
+    elif isinstance(layer, MaxPool):
+        # The running maxima (a beat per channel group), a comparator per lane, the buffer.
+        lut = 30 + layer.c * layer.bits + 4 * layer.lanes * layer.bits
+    elif isinstance(layer, Pad):
+        lut = 40 + 3 * layer.lanes * layer.bits
     elif isinstance(layer, WidthConverter):
         lut = 2.5 * (layer.lanes_in + layer.lanes_out) * layer.bits + 20
     elif isinstance(layer, FIFO):
@@ -202,10 +221,58 @@ def _with(choices: list[dict], fixed: dict, gather: bool) -> list[dict]:
     return [c for i, c in enumerate(merged) if c not in merged[:i]]
 
 
-def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def feeders(graph: Dataflow) -> dict[str, list]:
+    """Per convolution MVAU or :class:`MaxPool`: the :class:`SlidingWindow` feeding it (and
+    the :class:`Pad` before that), whose lanes are its input lanes (they divide the map's
+    channels)."""
+    out, layers = {}, graph.layers
+    for i, layer in enumerate(layers):
+        if isinstance(layer, (MVAU, MaxPool)) and i and isinstance(layers[i - 1], SlidingWindow):
+            group = [layers[i - 1]]
+            if i > 1 and isinstance(layers[i - 2], Pad):
+                group.insert(0, layers[i - 2])
+            out[layer.name] = group
+    return out
+
+
+def _with_feeders(option: _Option, group: list, lanes: int) -> _Option:
+    """``option`` with the cost and cycles of its feeders at ``lanes``."""
+    cycles, lut, bram, spram = option.cycles, option.lut, option.bram, option.spram
+    for layer in group:
+        trial = copy.copy(layer)
+        trial.lanes = lanes
+        cost = estimate(trial)
+        cycles = max(cycles, trial.cycles)
+        lut, bram, spram = lut + cost["lut"], bram + cost["bram"], spram + cost["spram"]
+    return option._replace(cycles=cycles, lut=lut, bram=bram, spram=spram)
+
+
+def _pool_options(layer: MaxPool, group: list) -> list[_Option]:
+    """Every lane count of a max-pool and its feeders (a divisor of the channels)."""
+    options = []
+    for lanes in _divisors(layer.c):
+        trial = copy.copy(layer)
+        trial.lanes = lanes
+        cost = estimate(trial)
+        option = _Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"], lanes, lanes,
+                         {})
+        options.append(_with_feeders(option, group, lanes))
+    return options
+
+
+def _options(layer: MVAU, prev, budget: Budget, fixed: dict, group=(),
+             flattened: bool = False) -> list[_Option]:
     """Every useful folding of ``layer``, counting the input FIFO that :func:`insert_fifos`
-    will put in front of it after layer ``prev``; ``fixed`` styles hold for every option."""
+    will put in front of it after layer ``prev`` and the feeders ``group`` of a convolution
+    (its ``simd`` then divides their channels); ``fixed`` styles hold for every option."""
     options, seen = [], set()
+    simds = _divisors(group[-1].c) if group else _candidates(layer.mw)
+    # A feature map read flattened must have no padding lanes inside the frame.
+    pes = _divisors(layer.mh) if flattened else _candidates(layer.mh)
 
     def new(trial) -> bool:
         """Whether ``trial``'s memories land differently from every option so far (a style
@@ -216,8 +283,8 @@ def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
         seen.add(key)
         return True
 
-    for pe in _candidates(layer.mh):
-        for simd in _candidates(layer.mw):
+    for pe in pes:
+        for simd in simds:
             for styles in _with(_style_choices(layer, budget), fixed, False):
                 trial = copy.copy(layer)
                 trial.pe, trial.simd, trial.styles = pe, simd, dict(styles)
@@ -230,8 +297,9 @@ def _options(layer: MVAU, prev, budget: Budget, fixed: dict) -> list[_Option]:
                 if prev is not None and trial.nf > 1:
                     fifo = estimate(_input_fifo(trial, prev))
                     cost = {k: cost[k] + fifo[k] for k in cost}
-                options.append(_Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"],
-                                       pe, simd, styles))
+                options.append(_with_feeders(
+                    _Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"], pe, simd,
+                            styles), group, simd))
             if not _gather_worth_trying(layer, budget):
                 continue
             # Frame copies in distributed RAM, or one block RAM each where blocks are spare;
@@ -255,6 +323,7 @@ def _gather_worth_trying(layer: MVAU, budget: Budget) -> bool:
     distributed RAM for the lanes' frame copies (elsewhere a copy costs a block RAM or a wide
     multiplexer per lane; docs/pruning.md)."""
     return (not layer.weight_bipolar and budget.block_ram.lutram is not None
+            and layer.pixels == 1
             and np.count_nonzero(layer.weights) <= GATHER_DENSITY * layer.weights.size)
 
 
@@ -298,13 +367,29 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     every = _every_layer_styles(overrides.pop("*", None))
     _fix_label_select(graph)
     mvaus = [layer for layer in graph.layers if isinstance(layer, MVAU)]
+    pools = [layer for layer in graph.layers if isinstance(layer, MaxPool)]
+    group = feeders(graph)
+    # Convolutions whose map the next layer reads flattened.
+    flattened = {a.name for a, b in itertools.pairwise(graph.layers)
+                 if isinstance(a, MVAU) and a.pixels > 1 and b.pixels_in == 1}
     for layer in mvaus:
         _check_every(layer, every, budget)
-    unknown = set(overrides) - {layer.name for layer in mvaus}
+    unknown = set(overrides) - {layer.name for layer in mvaus + pools}
     if unknown:
-        raise FitError(f"the folding file names {sorted(unknown)}, which are not MVAU layers of "
-                       f"this model; its MVAU layers are {[m.name for m in mvaus]}")
+        raise FitError(f"the folding file names {sorted(unknown)}, which are not MVAU or "
+                       f"max-pool layers of this model; its MVAU layers are "
+                       f"{[m.name for m in mvaus]}" + (f", its max-pools {[p.name for p in pools]}"
+                                                       if pools else ""))
     free = []
+    for layer in pools:
+        if layer.name not in overrides:
+            free.append(layer)
+            continue
+        entry = overrides[layer.name]
+        if not isinstance(entry, dict) or set(entry) != {"lanes"}:
+            raise FitError(f'folding for max-pool {layer.name!r} must look like {{"lanes": 4}}, '
+                           f"not {entry!r}")
+        _set_lanes(layer, group.get(layer.name, []), entry["lanes"])
     for layer in mvaus:
         if layer.name in overrides:
             entry = overrides[layer.name]
@@ -323,6 +408,10 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                                f"{entry!r}: {exc}") from exc
             try:
                 layer.check_folding()
+                if layer.name in flattened and layer.mh % layer.pe:
+                    raise ValueError(f"{layer.name}: pe={layer.pe} must divide its "
+                                     f"{layer.mh} channels, since the next layer reads the "
+                                     f"map flattened")
                 names = _memories(layer.gather)
                 unknown = set(styles) - names
                 if unknown:
@@ -333,16 +422,21 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                 plan(layer)  # rejects unknown styles and SPRAM for fixed contents
             except ValueError as exc:
                 raise FitError(f"folding file: {exc}") from None
+            _set_lanes(layer, group.get(layer.name, []), layer.simd)
         else:
             free.append(layer)
 
-    fixed = [layer for layer in graph.layers if layer not in free]
+    attached = [f for layer in free for f in group.get(layer.name, [])]
+    fixed = [layer for layer in graph.layers if layer not in free and layer not in attached]
     fixed_cost = _Option(max((layer.cycles for layer in fixed), default=1),
                          sum(estimate(layer)["lut"] for layer in fixed),
                          sum(estimate(layer)["bram"] for layer in fixed),
                          sum(estimate(layer)["spram"] for layer in fixed), 0, 0, {})
     before = dict(zip([layer.name for layer in graph.layers[1:]], graph.layers, strict=False))
-    options = {layer.name: _options(layer, before.get(layer.name), budget, every)
+    options = {layer.name: _pool_options(layer, group.get(layer.name, []))
+               if isinstance(layer, MaxPool) else
+               _options(layer, before.get(layer.name), budget, every, group.get(layer.name, []),
+                        layer.name in flattened)
                for layer in free}
 
     for layer in free:
@@ -374,10 +468,28 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
     # say whether it fits.
     for layer in free:
         option = choice[layer.name]
-        layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
-        layer.gather = option.gather
+        if isinstance(layer, MaxPool):
+            layer.lanes = option.simd
+        else:
+            layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
+            layer.gather = option.gather
+        for feeder in group.get(layer.name, []):
+            feeder.lanes = option.simd
     _fix_label_select(graph)
     return graph
+
+
+def _set_lanes(layer, group: list, lanes):
+    """Fix the lanes of a max-pool (or the input lanes of a convolution) and its feeders from
+    the folding file; :class:`FitError` where they do not divide the channels."""
+    try:
+        for target in [layer] * isinstance(layer, MaxPool) + list(group):
+            target.lanes = lanes
+            if hasattr(target, "check_folding"):
+                target.check_folding()
+    except ValueError as exc:
+        raise FitError(f"folding file, {layer.name}: {exc} (a convolution's simd and a "
+                       f"max-pool's lanes take whole pixels' channels)") from None
 
 
 def _every_layer_styles(entry) -> dict:
@@ -413,7 +525,8 @@ def folding_of(graph: Dataflow) -> dict:
     return {layer.name: {"pe": layer.pe, "simd": layer.simd,
                          **({"gather": True} if layer.gather else {}),
                          **({"styles": dict(layer.styles)} if layer.styles else {})}
-            for layer in graph.layers if isinstance(layer, MVAU)}
+            if isinstance(layer, MVAU) else {"lanes": layer.lanes}
+            for layer in graph.layers if isinstance(layer, (MVAU, MaxPool))}
 
 
 def _pick(free, options, target: int, fixed: _Option, budget: Budget):
@@ -446,10 +559,16 @@ def _pick(free, options, target: int, fixed: _Option, budget: Budget):
 
 
 def _raise_fit(graph, choice, budget, options, fixed: _Option):
+    group = feeders(graph)
     for layer in graph.layers:
         if layer.name in choice:
             option = choice[layer.name]
-            layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
+            if isinstance(layer, MaxPool):
+                layer.lanes = option.simd
+            else:
+                layer.pe, layer.simd, layer.styles = option.pe, option.simd, dict(option.styles)
+            for feeder in group.get(layer.name, []):
+                feeder.lanes = option.simd
     usage = ", ".join(f"{layer.name}: ~{estimate(layer)['lut']:.0f} LC, "
                       f"{estimate(layer)['bram']} BRAM" for layer in graph.compute_layers)
     # The least each resource can take, each minimised on its own over every folding.
@@ -486,24 +605,50 @@ def insert_width_converters(graph: Dataflow) -> Dataflow:
     for layer in graph.layers[1:]:
         prev = layers[-1]
         if prev.lanes_out != layer.lanes_in and not isinstance(layer, LabelSelect):
+            # Across a flatten the frame is one vector (the producer's lanes divide its
+            # pixels' elements, so no padding lanes sit inside it).
+            pixels = prev.pixels_out if prev.pixels_out == layer.pixels_in else 1
             layers.append(WidthConverter(f"{prev.name}_to_{layer.name}", n=prev.n_out,
                                          bits=prev.out_bits, signed=prev.out_signed,
-                                         lanes_in=prev.lanes_out, lanes_out=layer.lanes_in))
+                                         lanes_in=prev.lanes_out, lanes_out=layer.lanes_in,
+                                         pixels=pixels))
         layers.append(layer)
     graph.layers = layers
     return graph
 
 
 def insert_fifos(graph: Dataflow) -> Dataflow:
+    """FIFOs where a layer takes its input in bursts or pauses, sized by the rate model:
+    every layer moves one frame per ``graph.cycles_per_frame`` cycles in steady state, so a
+    producer sends ``beats / cycles_per_frame`` beats per cycle on average, and a FIFO holds
+    what arrives while its consumer takes none (or what the consumer takes at once).
+
+    - An MVAU with ``nf > 1`` reads a whole vector in its first fold, then none for the
+      other folds: a vector's beats, plus two for the registered handshakes.
+    - A :class:`Pad` takes no input while it sends borders (:attr:`Pad.border_run` beats
+      in a row): the beats its producer sends meanwhile, plus two.
+    """
     graph = copy.deepcopy(graph)
+    period = graph.cycles_per_frame
     layers = [graph.layers[0]]
     for layer in graph.layers[1:]:
         # Gather lanes buffer two whole frames of their own.
         if isinstance(layer, MVAU) and layer.nf > 1 and not layer.gather:
             layers.append(_input_fifo(layer, layers[-1]))
+        elif isinstance(layer, Pad):
+            layers.append(_pad_fifo(layer, layers[-1], period))
         layers.append(layer)
     graph.layers = layers
     return graph
+
+
+def _pad_fifo(layer: Pad, prev, period: int) -> FIFO:
+    beats = frame_beats(layer.n_in, layer.pixels_in, layer.lanes)
+    depth = math.ceil(layer.border_run * beats / period) + 2
+    fifo = FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
+                lanes=layer.lanes, depth=depth, pixels=layer.pixels_in)
+    fifo.block_ram = block_ram_of(layer)
+    return fifo
 
 
 def _input_fifo(layer: MVAU, prev) -> FIFO:
@@ -511,7 +656,7 @@ def _input_fifo(layer: MVAU, prev) -> FIFO:
     # gathers that frame at the producer's pace meanwhile (sf beats, plus two for the
     # registered handshakes), so the MVAU never waits for it.
     fifo = FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
-                lanes=layer.lanes_in, depth=layer.sf + 2)
+                lanes=layer.lanes_in, depth=layer.sf + 2, pixels=layer.pixels)
     fifo.block_ram = block_ram_of(layer)
     return fifo
 

@@ -12,7 +12,11 @@ node by node:
 * ``hwgen::quant`` and ``hwgen::bipolar`` on the running tensor become an
   :class:`~hwgen.compiler.ir.Quant`;
 * ``aten.linear`` becomes an :class:`~hwgen.compiler.ir.Linear` (its input must come from a
-  quantizer, its weight from a folded ``hwgen::quant``);
+  quantizer, its weight from a folded ``hwgen::quant``), ``aten.conv2d`` a
+  :class:`~hwgen.compiler.ir.Conv` (after an :class:`~hwgen.compiler.ir.Pad` when it pads);
+* ``aten.pad`` / ``aten.constant_pad_nd`` (constant mode) become a
+  :class:`~hwgen.compiler.ir.Pad`, ``aten.max_pool2d`` a :class:`~hwgen.compiler.ir.MaxPool`
+  (after a ``-inf`` :class:`~hwgen.compiler.ir.Pad` when it pads);
 * batch norm in eval mode, ReLU, clamps and arithmetic with constants become
   :class:`~hwgen.compiler.ir.FloatOp` nodes that keep the model's own op;
 * flatten/view/reshape that keep the batch dimension vanish, and so do identities (clone,
@@ -56,6 +60,9 @@ def _ops(*names):
 QUANT = torch.ops.hwgen.quant.default
 BIPOLAR = torch.ops.hwgen.bipolar.default
 LINEAR = _ops("linear.default")
+CONV = _ops("conv2d.default", "conv2d.padding")
+PAD = _ops("pad.default", "constant_pad_nd.default")
+MAX_POOL = _ops("max_pool2d.default", "max_pool2d_with_indices.default")
 BATCH_NORM = _ops("batch_norm.default")
 BATCH_NORM_EVAL = _ops("_native_batch_norm_legit_no_training.default")
 BATCH_NORM_TRAIN = _ops("_native_batch_norm_legit.default", "_native_batch_norm_legit.no_stats",
@@ -69,9 +76,9 @@ RESHAPE = _ops("flatten.using_ints", "view.default", "reshape.default", "_unsafe
                "squeeze.dim", "squeeze.dims", "squeeze.default", "unsqueeze.default")
 IDENTITY = _ops("clone.default", "contiguous.default", "alias.default", "detach.default",
                 "dropout.default", "lift_fresh_copy.default")
-SUPPORTED = ("hwgen.quant, hwgen.bipolar, aten.linear, aten.batch_norm (eval mode), aten.relu, "
-             "aten.clamp, aten.hardtanh, aten.add/sub/mul/div with a constant, "
-             "aten.flatten/view/reshape")
+SUPPORTED = ("hwgen.quant, hwgen.bipolar, aten.linear, aten.conv2d, aten.max_pool2d, aten.pad "
+             "(constant), aten.batch_norm (eval mode), aten.relu, aten.clamp, aten.hardtanh, "
+             "aten.add/sub/mul/div with a constant, aten.flatten/view/reshape")
 
 
 def _where(node) -> str:
@@ -253,6 +260,30 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                      f"gets a tensor of shape {list(shape)}; hwgen supports "
                                      f"[batch, features] tensors here: flatten first.")
 
+    def need_4d(node, what):
+        shape = _shape(node.args[0])
+        if shape is not None and len(shape) != 4:
+            raise UnsupportedOpError(f"{what} node '{node.name}' ({node.target}){_where(node)} "
+                                     f"gets a tensor of shape {list(shape)}; hwgen supports "
+                                     f"[batch, channels, height, width] feature maps here.")
+
+    def need_channelwise(node, what):
+        """A float op on a [N, features] tensor, or on a feature map with operands constant
+        over the pixels (per channel), so that one threshold table serves every pixel."""
+        shape = _shape(node.args[0])
+        if shape is None or len(shape) == 2:
+            return
+        need_4d(node, what)
+        for arg in node.all_input_nodes:
+            if arg in consts and torch.is_tensor(consts[arg]):
+                dims = (1,) * (4 - consts[arg].dim()) + tuple(consts[arg].shape)
+                if consts[arg].dim() > 4 or dims[0] != 1 or dims[2:] != (1, 1):
+                    raise UnsupportedOpError(
+                        f"{what} node '{node.name}' ({node.target}){_where(node)} applies a "
+                        f"constant of shape {list(consts[arg].shape)} to a feature map; hwgen "
+                        f"needs per-channel constants ([C, 1, 1]) or scalars there, the same "
+                        f"for every pixel.")
+
     for node in ep.graph.nodes:
         if node.op == "placeholder":
             if node.name in const_by_name:
@@ -317,7 +348,7 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                   threshold=threshold))
         elif target in LINEAR:
             need_2d(node, "linear")
-            if not nodes or not isinstance(nodes[-1], ir.Quant):
+            if not nodes or not isinstance(nodes[-1], (ir.Quant, ir.Pad, ir.MaxPool)):
                 raise QuantizationError(f"the input of linear node '{node.name}'{_where(node)} "
                                         f"is not quantized (it comes from "
                                         f"'{node.args[0].name}', not from a hwgen.quant node); "
@@ -330,6 +361,33 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
             if bias is not None:
                 nodes.append(ir.FloatOp(f"{node.name}.bias", _aten.add.Tensor,
                                         (ir.X, consts[bias])))
+        elif target in CONV:
+            need_4d(node, "convolution")
+            if not nodes or not isinstance(nodes[-1], (ir.Quant, ir.Pad, ir.MaxPool)):
+                raise QuantizationError(f"the input of convolution node '{node.name}'"
+                                        f"{_where(node)} is not quantized (it comes from "
+                                        f"'{node.args[0].name}'); put a hwgen.nn quantizer "
+                                        f"(QuantIdentity, QuantReLU, BinaryInput, "
+                                        f"SignActivation) before it.")
+            conv, pads = _conv(node, consts, qinfo)
+            if any(pads):
+                nodes.append(ir.Pad(f"{node.name}.pad", pads, 0.0))
+            nodes.append(conv)
+            bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
+            if bias is not None:
+                nodes.append(ir.FloatOp(f"{node.name}.bias", _aten.add.Tensor,
+                                        (ir.X, consts[bias].reshape(-1, 1, 1))))
+        elif target in PAD:
+            need_4d(node, "pad")
+            nodes.append(_pad(node))
+        elif target in MAX_POOL:
+            need_4d(node, "max-pool")
+            kernel, stride, pads = _max_pool(node)
+            if any(pads):
+                nodes.append(ir.Pad(f"{node.name}.pad", pads, float("-inf")))
+            nodes.append(ir.MaxPool(node.name, kernel, stride))
+            if target is not _aten.max_pool2d.default:
+                tuple_nodes.add(node)
         elif target in BATCH_NORM or target in BATCH_NORM_EVAL or target in BATCH_NORM_TRAIN:
             training = target in BATCH_NORM_TRAIN or (target in BATCH_NORM and node.args[5])
             if training:
@@ -337,12 +395,13 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                         f"training mode; call model.eval() before "
                                         f"torch.export.export so it uses its running "
                                         f"statistics.")
-            need_2d(node, "batch norm")
+            if len(_shape(node.args[0]) or (0, 0)) != 2:
+                need_4d(node, "batch norm")  # its constants are per channel by definition
             nodes.append(_float_op(node, consts, index=0 if target in BATCH_NORM_EVAL else None))
             if target in BATCH_NORM_EVAL:
                 tuple_nodes.add(node)
         elif target in ELEMENTWISE:
-            need_2d(node, "float")
+            need_channelwise(node, "float")
             nodes.append(_float_op(node, consts))
         elif target in RESHAPE:
             before, after = _shape(node.args[0]), _shape(node)
@@ -351,6 +410,12 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                          f"changes the batch dimension ({list(before)} -> "
                                          f"{list(after)}); hwgen supports reshapes that keep "
                                          f"it, such as flatten(1).")
+            if before and after and len(before) > 2 and after != before \
+                    and after[1:] != (int(np.prod(before[1:])),):
+                raise UnsupportedOpError(f"reshape node '{node.name}' ({target}){_where(node)} "
+                                         f"turns a feature map {list(before)} into "
+                                         f"{list(after)}; hwgen supports flattening a feature "
+                                         f"map whole ([N, C*H*W]), as before a linear layer.")
         elif target in IDENTITY:
             if target in _ops("dropout.default") and node.args[2]:
                 raise QuantizationError(f"dropout node '{node.name}'{_where(node)} is in "
@@ -367,7 +432,12 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                 "hwgen.nn.QuantIdentity (or BinaryInput) on the input so the "
                                 "accelerator gets integers.")
     if not any(isinstance(n, ir.Linear) for n in nodes):
-        raise UnsupportedOpError("the model has no linear layer; hwgen needs at least one.")
+        raise UnsupportedOpError("the model has no linear layer; hwgen needs at least one "
+                                 "(a classifier ends with one, after a flatten).")
+    if output is not None and len(_shape(current) or ()) != 2:
+        raise UnsupportedOpError(f"the model returns a tensor of shape "
+                                 f"{list(_shape(current))}; hwgen needs a [batch, features] "
+                                 f"output from a last linear layer.")
     return ir.Graph(name=name, input_shape=tuple(input_shape or ()), nodes=nodes, output=output,
                     meta={"format": "torch.export"})
 
@@ -399,23 +469,112 @@ def _float_op(node, consts, index=None) -> ir.FloatOp:
     return ir.FloatOp(node.name, node.target, tuple(args), dict(kwargs), index)
 
 
-def _linear(node, consts, qinfo) -> ir.Linear:
+def _weights(node, consts, qinfo, kind: str, layers: str, ndim: int, shape: str):
+    """The integer weights of a linear or convolution node and their quantizer:
+    ``(ints, scale, bits, signed, narrow, bipolar)``."""
     weight = node.args[1]
     if weight not in qinfo:
-        raise QuantizationError(f"the weights of linear node '{node.name}'{_where(node)} are "
+        raise QuantizationError(f"the weights of {kind} node '{node.name}'{_where(node)} are "
                                 f"not quantized (they do not come from a hwgen.quant node); use "
-                                f"hwgen.nn.QuantLinear or hwgen.nn.BinaryLinear.")
+                                f"{layers}.")
     scale, zero_point, bits, signed, narrow, bipolar = qinfo[weight]
     scale = _scalar(scale, "the weight scale", weight)
     _check_zero_point(_scalar(zero_point, "the weight zero point", weight), weight)
     values = consts[weight].detach().to(torch.float64).numpy()
     ints = np.rint(values / scale)
     if not np.array_equal(ints * scale, values):
-        raise QuantizationError(f"the quantized weights of linear node '{node.name}' are not "
+        raise QuantizationError(f"the quantized weights of {kind} node '{node.name}' are not "
                                 f"integers times their scale {scale}; this is a bug in the "
                                 f"model's quantizer or in hwgen.")
-    if ints.ndim != 2:
-        raise UnsupportedOpError(f"linear node '{node.name}' has {ints.ndim}-D weights; hwgen "
-                                 f"expects [out_features, in_features].")
-    return ir.Linear(node.name, ints.astype(np.int64), scale, int(bits), bool(signed),
-                     bool(narrow), weight_bipolar=bipolar)
+    if ints.ndim != ndim:
+        raise UnsupportedOpError(f"{kind} node '{node.name}' has {ints.ndim}-D weights; hwgen "
+                                 f"expects {shape}.")
+    return ints.astype(np.int64), scale, int(bits), bool(signed), bool(narrow), bipolar
+
+
+def _linear(node, consts, qinfo) -> ir.Linear:
+    ints, scale, bits, signed, narrow, bipolar = _weights(
+        node, consts, qinfo, "linear", "hwgen.nn.QuantLinear or hwgen.nn.BinaryLinear", 2,
+        "[out_features, in_features]")
+    return ir.Linear(node.name, ints, scale, bits, signed, narrow, weight_bipolar=bipolar)
+
+
+def _ints(node, value, what: str, count: int, least: int) -> tuple:
+    values = [value] * count if isinstance(value, int) else list(value)
+    if len(values) == 1:
+        values *= count
+    if len(values) != count or not all(isinstance(v, int) and v >= least for v in values):
+        raise UnsupportedOpError(f"node '{node.name}' ({node.target}){_where(node)} has "
+                                 f"{what}={value!r}; hwgen supports {count} integers of at least "
+                                 f"{least} here.")
+    return tuple(values)
+
+
+def _conv(node, consts, qinfo) -> tuple[ir.Conv, tuple]:
+    """A convolution node as an :class:`ir.Conv` and its zero padding (top, left, bottom,
+    right)."""
+    args = list(node.args) + [None] * (7 - len(node.args))
+    _, _, _, stride, padding, dilation, groups = args
+    stride = _ints(node, stride if stride is not None else 1, "stride", 2, 1)
+    dilation = _ints(node, dilation if dilation is not None else 1, "dilation", 2, 1)
+    if dilation != (1, 1):
+        raise UnsupportedOpError(f"convolution node '{node.name}'{_where(node)} has dilation "
+                                 f"{list(dilation)}; hwgen supports dilation 1.")
+    if (groups or 1) != 1:
+        raise UnsupportedOpError(f"convolution node '{node.name}'{_where(node)} has {groups} "
+                                 f"groups; hwgen supports ordinary convolutions (groups=1).")
+    ints, scale, bits, signed, narrow, bipolar = _weights(
+        node, consts, qinfo, "convolution", "hwgen.nn.QuantConv2d or hwgen.nn.BinaryConv2d", 4,
+        "[out_channels, in_channels, kh, kw]")
+    kh, kw = ints.shape[2:]
+    if padding is None or padding == "valid":
+        pads = (0, 0, 0, 0)
+    elif padding == "same":
+        if stride != (1, 1):
+            raise UnsupportedOpError(f"convolution node '{node.name}'{_where(node)} pads "
+                                     f"'same' with stride {list(stride)}; PyTorch allows that "
+                                     f"with stride 1 only.")
+        # PyTorch puts the odd pixel of an even kernel's padding after the map.
+        pads = ((kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2)
+    else:
+        ph, pw = _ints(node, padding, "padding", 2, 0)
+        pads = (ph, pw, ph, pw)
+    conv = ir.Conv(node.name, ints, scale, bits, signed, narrow, stride, weight_bipolar=bipolar)
+    return conv, pads
+
+
+def _pad(node) -> ir.Pad:
+    args = list(node.args) + [None] * (4 - len(node.args))
+    if node.target is _aten.constant_pad_nd.default:
+        _, pad, value, mode = args[0], args[1], args[2], "constant"
+    else:
+        _, pad, mode, value = args[:4]
+        mode = mode or node.kwargs.get("mode", "constant")
+        value = value if value is not None else node.kwargs.get("value")
+    value = 0.0 if value is None else float(value)
+    pad = list(pad)
+    if mode != "constant":
+        raise UnsupportedOpError(f"pad node '{node.name}'{_where(node)} pads in {mode!r} mode; "
+                                 f"hwgen supports constant padding.")
+    if len(pad) not in (2, 4) or min(pad) < 0:
+        raise UnsupportedOpError(f"pad node '{node.name}'{_where(node)} pads {pad}; hwgen pads "
+                                 f"the height and width of a feature map by non-negative "
+                                 f"amounts (left, right[, top, bottom]).")
+    left, right, top, bottom = [*pad, 0, 0][:4]
+    return ir.Pad(node.name, (top, left, bottom, right), value)
+
+
+def _max_pool(node):
+    """``(kernel, stride, pads)`` of a max-pool node."""
+    args = list(node.args) + [None] * (6 - len(node.args))
+    _, kernel, stride, padding, dilation, ceil_mode = args
+    kernel = _ints(node, kernel, "kernel_size", 2, 1)
+    stride = _ints(node, stride, "stride", 2, 1) if stride else kernel
+    ph, pw = _ints(node, padding if padding is not None else 0, "padding", 2, 0)
+    if _ints(node, dilation if dilation is not None else 1, "dilation", 2, 1) != (1, 1):
+        raise UnsupportedOpError(f"max-pool node '{node.name}'{_where(node)} has a dilation; "
+                                 f"hwgen supports dilation 1.")
+    if ceil_mode:
+        raise UnsupportedOpError(f"max-pool node '{node.name}'{_where(node)} uses ceil_mode; "
+                                 f"hwgen supports ceil_mode=False (the default).")
+    return kernel, stride, (ph, pw, ph, pw)

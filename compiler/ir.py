@@ -1,17 +1,22 @@
 """The intermediate representation between a front end and the streamlining passes.
 
-A :class:`Graph` is a chain of nodes applied one after another to a batch ``[N, features]``:
+A :class:`Graph` is a chain of nodes applied one after another to a batch ``[N, features]``
+or, for convolutional models, ``[N, C, H, W]`` until the first linear layer:
 
 * :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``), or
   a binarizer (``bipolar``: ``q = +1`` where ``x >= threshold``, else ``-1``);
 * :class:`Linear`: ``y = x @ (weight * weight_scale).T`` with integer ``weight``;
+* :class:`Conv`: a 2-D convolution with integer ``weight`` (no padding: a :class:`Pad` before
+  it carries that);
+* :class:`Pad`: a constant border around a feature map;
+* :class:`MaxPool`: the largest value of each channel over each window;
 * :class:`FloatOp`: one float32 operation of the source model (bias add, batch norm, ReLU,
   scaling...) applied to the running tensor, with all other operands constant. Calling it runs
   the model's own op, so passes can evaluate the model's exact arithmetic.
 
 Every node keeps the name of the source node it came from (``name``), for error messages and
-for comparing with the source model. Shape-only ops that leave ``[N, features]`` as it is
-(flatten, view, reshape) do not appear.
+for comparing with the source model. Shape-only ops (flatten, view, reshape) do not appear: a
+:class:`Linear` after a feature map reads it flattened channel-first, as PyTorch does.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FloatOp", "Graph", "Linear", "Quant", "X", "int_range"]
+__all__ = ["Conv", "FloatOp", "Graph", "Linear", "MaxPool", "Pad", "Quant", "X", "int_range"]
 
 
 def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
@@ -88,6 +93,53 @@ class Linear:
 
 
 @dataclass(eq=False)
+class Conv:
+    """``y = conv2d(x, weight * weight_scale, stride)`` without padding; ``weight`` holds the
+    integers of the weight quantizer (``[out_channels, in_channels, kh, kw]``)."""
+
+    name: str
+    weight: np.ndarray
+    weight_scale: float
+    weight_bits: int
+    weight_signed: bool
+    weight_narrow: bool
+    stride: tuple
+    weight_bipolar: bool = False
+
+    @property
+    def out_channels(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def in_channels(self) -> int:
+        return self.weight.shape[1]
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return tuple(self.weight.shape[2:])
+
+
+@dataclass(eq=False)
+class Pad:
+    """A border of ``pads = (top, left, bottom, right)`` pixels carrying the float ``value``
+    (``-inf`` for a max-pool's padding)."""
+
+    name: str
+    pads: tuple
+    value: float
+
+
+@dataclass(eq=False)
+class MaxPool:
+    """The largest value of each channel over ``kernel`` windows at ``stride`` steps (no
+    padding: a :class:`Pad` of ``-inf`` before it carries that)."""
+
+    name: str
+    kernel: tuple
+    stride: tuple
+
+
+@dataclass(eq=False)
 class FloatOp:
     """One float operation of the source model: ``target(*args, **kwargs)`` with :data:`X`
     standing for the running tensor; ``index`` picks one result of an op returning a tuple."""
@@ -115,7 +167,8 @@ class FloatOp:
 
 @dataclass(eq=False)
 class Graph:
-    """A chain of :class:`Quant`, :class:`Linear` and :class:`FloatOp` nodes.
+    """A chain of :class:`Quant`, :class:`Linear`, :class:`Conv`, :class:`Pad`,
+    :class:`MaxPool` and :class:`FloatOp` nodes.
 
     ``input_shape`` is the shape of one input sample; ``output`` the name of the source node
     whose value the graph returns; ``meta`` what the front end found (the format...)."""
@@ -139,6 +192,15 @@ class Graph:
                 kind = "binary" if node.weight_bipolar else f"w{node.weight_bits}"
                 lines.append(f"  {node.name}: linear {node.in_features}->{node.out_features} "
                              f"{kind} scale={node.weight_scale}")
+            elif isinstance(node, Conv):
+                kind = "binary" if node.weight_bipolar else f"w{node.weight_bits}"
+                lines.append(f"  {node.name}: conv {node.in_channels}->{node.out_channels} "
+                             f"kernel {node.kernel} stride {node.stride} {kind} "
+                             f"scale={node.weight_scale}")
+            elif isinstance(node, Pad):
+                lines.append(f"  {node.name}: pad {node.pads} value={node.value}")
+            elif isinstance(node, MaxPool):
+                lines.append(f"  {node.name}: max-pool {node.kernel} stride {node.stride}")
             else:
                 lines.append(f"  {node.name}: {node.op}")
         return "\n".join(lines)

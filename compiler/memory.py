@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .dataflow import FIFO, MVAU
+from .dataflow import FIFO, MVAU, SlidingWindow
 
 __all__ = [
     "BLOCK_RAMS",
@@ -55,6 +55,7 @@ __all__ = [
     "ebr_count",
     "gather_column_bits",
     "gather_element_bits",
+    "line_buffer_depth",
     "plan",
     "spram_blocks",
 ]
@@ -187,7 +188,8 @@ def block_ram_of(layer) -> BlockRAM:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``),
+    """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``,
+    ``line_buffer``...),
     ``width`` bits per word, ``depth`` words, ``style`` (``block``, ``logic`` or ``spram``),
     ``rom`` (contents fixed at configuration), and the ``block_ram`` it is planned for."""
 
@@ -297,10 +299,20 @@ def plan(layer) -> list[MemorySpec]:
             mems += [_spec(layer, f"thresholds[{j}]", layer.threshold_bits,
                            layer.nf * 2**layer.out_bits, True) for j in range(layer.pe)]
         return mems
+    if isinstance(layer, SlidingWindow):
+        # The line buffer: buffer_rows rows of the map, a beat of lanes channels per word.
+        return [_spec(layer, "line_buffer", layer.lanes * layer.bits, line_buffer_depth(layer),
+                      False)]
     if isinstance(layer, FIFO) and layer.depth > 2:
         # One entry lives in the output register; a FIFO of two or fewer is registers only.
         return [_spec(layer, "fifo", layer.lanes * layer.bits, layer.depth - 1, False)]
     return []
+
+
+def line_buffer_depth(layer: SlidingWindow) -> int:
+    """Words of a sliding-window generator's line buffer: ``buffer_rows`` rows of ``w *
+    c / lanes`` beats."""
+    return layer.buffer_rows * layer.w * (layer.c // layer.lanes)
 
 
 def gather_frame_depth(layer) -> int:

@@ -23,7 +23,7 @@ import dataclasses
 
 import numpy as np
 
-from .dataflow import MVAU, Dataflow, LabelSelect, int_range
+from .dataflow import MVAU, Dataflow, int_range
 from .streamline import acc_bits, acc_range
 
 __all__ = ["remove_dead_neurons", "sort_neurons", "sparsity_report"]
@@ -91,6 +91,13 @@ def _shrink(producer: MVAU, consumer: MVAU, drop: np.ndarray, removed: dict):
     return producer, dataclasses.replace(consumer, **changes)
 
 
+def _dense_pair(producer, consumer) -> bool:
+    """Two dense MVAUs in a row: the producer's neurons are the consumer's inputs one to one
+    (a convolution's channels repeat at every pixel, so their pruning is left alone)."""
+    return (isinstance(producer, MVAU) and isinstance(consumer, MVAU)
+            and producer.pixels == consumer.pixels == 1)
+
+
 def remove_dead_neurons(graph: Dataflow) -> Dataflow:
     """Remove every hidden neuron with an all-zero weight row (a constant output, folded into
     the next layer) or an all-zero weight column in the next layer (an unused output), until
@@ -99,9 +106,9 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
     be dead in turn). Runs before folding, on the MVAUs (and LabelSelect) streamlining makes.
     """
     for layer in graph.layers:
-        if not isinstance(layer, (MVAU, LabelSelect)) or getattr(layer, "pe", 1) != 1 \
-                or getattr(layer, "simd", 1) != 1:
-            raise ValueError(f"remove_dead_neurons runs before folding, on MVAUs only; layer "
+        if getattr(layer, "pe", 1) != 1 or getattr(layer, "simd", 1) != 1 \
+                or getattr(layer, "lanes", 1) != 1:
+            raise ValueError(f"remove_dead_neurons runs before folding; layer "
                              f"{layer.name} is a folded {type(layer).__name__}")
     graph = copy.deepcopy(graph)
     removed = graph.meta.setdefault("removed_neurons", {})
@@ -115,7 +122,7 @@ def remove_dead_neurons(graph: Dataflow) -> Dataflow:
         changed = False
         for i in range(len(layers) - 1):
             producer, consumer = layers[i], layers[i + 1]
-            if not (isinstance(producer, MVAU) and isinstance(consumer, MVAU)):
+            if not _dense_pair(producer, consumer):
                 continue
             drop = ~producer.weights.any(axis=1) | ~consumer.weights.any(axis=0)
             if drop.all():  # neuron 0 stays; only a dead one can still be read
@@ -140,8 +147,7 @@ def sort_neurons(graph: Dataflow, names) -> Dataflow:
     layers = graph.layers
     for i in range(len(layers) - 1):
         producer, consumer = layers[i], layers[i + 1]
-        if producer.name not in names or not (isinstance(producer, MVAU)
-                                              and isinstance(consumer, MVAU)):
+        if producer.name not in names or not _dense_pair(producer, consumer):
             continue
         if producer.pe != 1 or producer.simd != 1:
             raise ValueError(f"sort_neurons runs before folding; layer {producer.name} is "

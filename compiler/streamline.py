@@ -2,7 +2,13 @@
 
 Each ``Linear, FloatOp..., Quant`` group becomes a :class:`~hwgen.compiler.dataflow.MVAU`
 with integer thresholds; a final ``Linear, FloatOp...`` group without a quantizer becomes an
-MVAU with an integer bias (integer logits).
+MVAU with an integer bias (integer logits). A ``Conv, FloatOp..., Quant`` group becomes a
+:class:`~hwgen.compiler.dataflow.SlidingWindow` and an MVAU applied to every window (weights
+reordered to the windows' ``(ky, kx, c)`` order); a ``Pad`` on a quantized feature map becomes
+a :class:`~hwgen.compiler.dataflow.Pad` carrying the pad value's integer, and a ``MaxPool`` a
+sliding window and a :class:`~hwgen.compiler.dataflow.MaxPool`. The first linear layer after a
+feature map gets its weight columns reordered from PyTorch's channel-first flatten to the
+stream's channels-last pixels: the data is never reordered.
 
 Thresholds are derived by evaluating the model's own arithmetic, never from a closed form: the
 float ops of the group (the same torch ops, float32, batch layout ``[N, C]``) and the
@@ -18,7 +24,17 @@ import numpy as np
 import torch
 
 from . import ir
-from .dataflow import MVAU, Dataflow, InputQuant, LabelSelect, bits_for_range, int_range
+from .dataflow import (
+    MVAU,
+    Dataflow,
+    InputQuant,
+    LabelSelect,
+    MaxPool,
+    Pad,
+    SlidingWindow,
+    bits_for_range,
+    int_range,
+)
 from .errors import QuantizationError, UnsupportedOpError
 
 __all__ = [
@@ -60,23 +76,37 @@ def _chain_input(acc: np.ndarray, scale: float) -> torch.Tensor:
         scale, dtype=torch.float32)
 
 
-def _run_ops(ops, x: torch.Tensor) -> torch.Tensor:
+def _run_ops(ops, x: torch.Tensor, spatial=None, where: str = "") -> torch.Tensor:
+    """The ops on ``x [N, C]``; with ``spatial = (h, w)`` on the feature map ``[N, C, h, w]``
+    holding each value at every pixel, as the model runs them (PyTorch's kernels may take
+    other paths for other shapes), checking that every pixel gives the same result."""
     with torch.no_grad():
+        if spatial:
+            x = x[:, :, None, None].expand(-1, -1, *spatial).contiguous()
         for op in ops:
             x = op(x)
+        if spatial:
+            first = x[:, :, :1, :1]
+            if not torch.equal(x, first.expand_as(x)):
+                raise QuantizationError(
+                    f"{where}: PyTorch's float ops give different results for the same "
+                    f"accumulator at different pixels of the {spatial[0]}x{spatial[1]} map, so "
+                    f"no per-channel threshold reproduces them; use power-of-two scales and "
+                    f"fold the batch norm before export.")
+            x = first[:, :, 0, 0]
     return x
 
 
-def chain_levels(ops, quant: ir.Quant, scale: float):
+def chain_levels(ops, quant: ir.Quant, scale: float, spatial=None, where: str = ""):
     """The map ``acc [N, C] -> integer level [N, C]`` of a group: the model's float ops and its
-    quantizer applied to ``acc * scale``. A binarizer's level is its bit (1 for +1, 0 for
-    -1)."""
+    quantizer applied to ``acc * scale`` (on a feature map of ``spatial = (h, w)`` pixels for a
+    convolution). A binarizer's level is its bit (1 for +1, 0 for -1)."""
     q_scale = torch.tensor(quant.scale, dtype=torch.float32)
     zero = torch.tensor(0.0, dtype=torch.float32)
     threshold = torch.tensor(quant.threshold, dtype=torch.float32)
 
     def levels(acc: np.ndarray) -> np.ndarray:
-        y = _run_ops(ops, _chain_input(acc, scale))
+        y = _run_ops(ops, _chain_input(acc, scale), spatial, where)
         with torch.no_grad():
             if quant.bipolar:
                 return (torch.ops.hwgen.bipolar(y, q_scale, threshold) > 0).numpy().astype(
@@ -86,23 +116,27 @@ def chain_levels(ops, quant: ir.Quant, scale: float):
     return levels
 
 
-def _points(acc_lo, acc_hi):
+def _points(acc_lo, acc_hi, pixels: int = 1):
     """Chunks ``(acc, valid)`` covering every reachable accumulator of every channel (column),
-    or one grid of samples when a range exceeds :data:`FULL_LIMIT`."""
+    or one grid of samples when a range exceeds :data:`FULL_LIMIT`; a chunk's rows times
+    channels times ``pixels`` (the map each value is evaluated on) stays near
+    :data:`CHUNK`."""
     width = acc_hi - acc_lo + 1
     total = int(width.max())
+    rows = max(1, CHUNK // (len(acc_lo) * pixels))
     if total > FULL_LIMIT:
         grid = np.linspace(0.0, 1.0, SAMPLES)[:, None]
         acc = np.rint(acc_lo[None, :] + grid * (acc_hi - acc_lo)[None, :]).astype(np.int64)
-        yield acc, np.ones(acc.shape, dtype=bool)
+        for start in range(0, SAMPLES, rows):
+            yield acc[start:start + rows], np.ones(acc[start:start + rows].shape, dtype=bool)
         return
-    rows = max(1, CHUNK // len(acc_lo))
     for start in range(0, total, rows):
         i = np.arange(start, min(start + rows, total), dtype=np.int64)[:, None]
         yield np.minimum(acc_lo[None, :] + i, acc_hi[None, :]), i < width[None, :]
 
 
-def derive_thresholds(levels, acc_lo, acc_hi, qlo: int, n_thresholds: int, where: str = ""):
+def derive_thresholds(levels, acc_lo, acc_hi, qlo: int, n_thresholds: int, where: str = "",
+                      pixels: int = 1):
     """Thresholds ``[C, n_thresholds]`` and per-channel signs (``-1`` where the weight row
     must be negated) reproducing ``levels`` on every reachable accumulator.
 
@@ -121,7 +155,7 @@ def derive_thresholds(levels, acc_lo, acc_hi, qlo: int, n_thresholds: int, where
     prev = None
     seen_lo = np.full(channels, np.iinfo(np.int64).max)
     seen_hi = np.full(channels, np.iinfo(np.int64).min)
-    for acc, valid in _points(acc_lo, acc_hi):
+    for acc, valid in _points(acc_lo, acc_hi, pixels):
         lev = levels(acc)
         seq = lev if prev is None else np.vstack([prev, lev])
         step = np.diff(seq, axis=0)
@@ -197,8 +231,9 @@ def _fit_weights(weights: np.ndarray, bits: int, signed: bool) -> tuple[int, boo
 
 
 def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
-    """Turn an IR chain into a :class:`Dataflow` of MVAUs (``pe = simd = 1``); with
-    ``output="label"`` a :class:`LabelSelect` is appended."""
+    """Turn an IR chain into a :class:`Dataflow` of MVAUs (``pe = simd = 1``), with
+    sliding windows, pads and max-pools for feature maps; with ``output="label"`` a
+    :class:`LabelSelect` is appended."""
     if output not in ("logits", "label"):
         raise ValueError(f"output={output!r} must be 'logits' or 'label'")
     nodes = list(graph.nodes)
@@ -212,31 +247,110 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
     meta = dict(graph.meta)
     meta.update(input_node=first.name, layer_scales={}, notes=[])
     layers = []
-    prev, n_prev = first, inp.n
+    counts = {"fc": 0, "conv": 0, "pool": 0, "pad": 0}
+    # The stream: its quantizer and shape, (c, h, w) for a feature map, else (n,).
+    prev = first
+    shape = tuple(graph.input_shape) if len(graph.input_shape) == 3 else (inp.n,)
+
+    def stream(name, source):
+        bits = 1 if prev.bipolar else prev.bits
+        return {"name": name, "bits": bits, "signed": prev.signed and not prev.bipolar,
+                "source": source}
+
+    def need_map(node, what):
+        if len(shape) != 3:
+            raise UnsupportedOpError(f"{what} node '{node.name}' gets {shape[0]} features, not "
+                                     f"a feature map [C, H, W].")
+
     i = 1
     while i < len(nodes):
         node = nodes[i]
-        if not isinstance(node, ir.Linear):
+        if isinstance(node, ir.Pad):
+            need_map(node, "pad")
+            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+            kind = "conv" if isinstance(nxt, ir.Conv) else "pool" \
+                if isinstance(nxt, ir.MaxPool) else None
+            name = f"{kind}{counts[kind]}_pad" if kind else f"pad{counts['pad']}"
+            counts["pad"] += kind is None
+            c, h, w = shape
+            layer = Pad(h=h, w=w, c=c, pads=node.pads, value=_pad_value(prev, node),
+                        **stream(name, node.name))
+            layers.append(layer)
+            shape = (c, layer.out_h, layer.out_w)
+            i += 1
+            continue
+        if isinstance(node, ir.MaxPool):
+            need_map(node, "max-pool")
+            c, h, w = shape
+            k = counts["pool"]
+            counts["pool"] += 1
+            window = SlidingWindow(h=h, w=w, c=c, kernel=node.kernel, stride=node.stride,
+                                   **stream(f"pool{k}_window", node.name))
+            layers += [window, MaxPool(pixels=window.pixels_out, window=window.window, c=c,
+                                       **stream(f"pool{k}", node.name))]
+            shape = (c, window.out_h, window.out_w)
+            i += 1
+            continue
+        if not isinstance(node, (ir.Linear, ir.Conv)):
             raise UnsupportedOpError(f"node '{node.name}' follows quantizer '{prev.name}' with "
-                                     f"no linear layer between them; hwgen maps "
-                                     f"linear + float ops + quantizer groups for now.")
+                                     f"no linear or convolution layer between them; hwgen maps "
+                                     f"layer + float ops + quantizer groups.")
         ops = []
         j = i + 1
         while j < len(nodes) and isinstance(nodes[j], ir.FloatOp):
             ops.append(nodes[j])
             j += 1
         quant = nodes[j] if j < len(nodes) else None
-        if node.in_features != n_prev:
-            raise UnsupportedOpError(f"linear node '{node.name}' takes {node.in_features} "
-                                     f"features but gets {n_prev}.")
-        layer, scale = _mvau(f"fc{len(layers)}", prev, node, ops, quant, graph.output, meta)
-        layers.append(layer)
+        if quant is not None and not isinstance(quant, ir.Quant):
+            raise UnsupportedOpError(f"node '{quant.name}' comes between layer '{node.name}' "
+                                     f"and its activation quantizer; hwgen maps a layer, its "
+                                     f"float ops and a quantizer as one group: put pads and "
+                                     f"max-pools after the quantizer (on its integers).")
+        if isinstance(node, ir.Conv):
+            need_map(node, "convolution")
+            c, h, w = shape
+            if node.in_channels != c:
+                raise UnsupportedOpError(f"convolution node '{node.name}' takes "
+                                         f"{node.in_channels} channels but gets {c}.")
+            if quant is None:
+                raise UnsupportedOpError(f"convolution node '{node.name}' is not followed by "
+                                         f"a quantizer; hwgen needs the model to end with a "
+                                         f"linear layer (flatten the feature map first).")
+            k = counts["conv"]
+            counts["conv"] += 1
+            window = SlidingWindow(h=h, w=w, c=c, kernel=node.kernel, stride=node.stride,
+                                   **stream(f"conv{k}_window", node.name))
+            # Window elements come in (ky, kx, c) order.
+            weights = node.weight.transpose(0, 2, 3, 1).reshape(node.out_channels, -1)
+            layer, scale = _mvau(f"conv{k}", prev, node, weights, ops, quant, graph.output,
+                                 meta, (window.out_h, window.out_w))
+            layers += [window, layer]
+            shape = (node.out_channels, window.out_h, window.out_w)
+        else:
+            weights = node.weight
+            n = int(np.prod(shape))
+            if node.in_features != n:
+                raise UnsupportedOpError(f"linear node '{node.name}' takes {node.in_features} "
+                                         f"features but gets {n}.")
+            if len(shape) == 3:
+                # PyTorch flattens [c, h, w] channel-first; the stream is channels-last.
+                c, h, w = shape
+                weights = weights.reshape(-1, c, h, w).transpose(0, 2, 3, 1).reshape(
+                    len(weights), -1)
+            layer, scale = _mvau(f"fc{counts['fc']}", prev, node, weights, ops, quant,
+                                 graph.output, meta)
+            counts["fc"] += 1
+            layers.append(layer)
+            shape = (layer.mh,)
         meta["layer_scales"][layer.name] = scale
         meta["logit_scale"] = scale
         if quant is None:
             break
-        prev, n_prev = quant, layer.mh
+        prev = quant
         i = j + 1
+    if len(shape) != 1 or not isinstance(layers[-1], MVAU):
+        raise UnsupportedOpError(f"graph {graph.name}: the model ends with a feature map; "
+                                 f"hwgen needs a last linear layer (integer logits).")
     if output == "label":
         last = layers[-1]
         layers.append(LabelSelect(name="label", n=last.mh, in_bits=last.out_bits,
@@ -244,9 +358,35 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
     return Dataflow(name=graph.name, input=inp, layers=layers, meta=meta)
 
 
-def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
+def _pad_value(prev: ir.Quant, pad: ir.Pad) -> int:
+    """The integer a pad carries on the stream of quantizer ``prev``: ``value / scale``, the
+    lowest level for a max-pool's ``-inf``, a bit (1 for +1) on a binary stream."""
+    lo, hi = (0, 1) if prev.bipolar else prev.range
+    if pad.value == float("-inf"):
+        return lo
+    q = pad.value / prev.scale
+    if prev.bipolar:
+        if abs(q) != 1:
+            raise QuantizationError(
+                f"pad node '{pad.name}' pads the binary output of '{prev.name}' with "
+                f"{pad.value}, but a binary stream carries only +1 and -1 (times the scale "
+                f"{prev.scale}), one bit per element: pad with {prev.scale} or {-prev.scale} "
+                f"(hwgen.nn.BinaryConv2d(..., pad_value=...)); zero padding cannot be carried.")
+        return int(q > 0)
+    if q != int(q) or not lo <= q <= hi:
+        raise QuantizationError(
+            f"pad node '{pad.name}' pads the output of quantizer '{prev.name}' with {pad.value}, "
+            f"which is not one of its levels (integers {lo}..{hi} times {prev.scale}); pad with "
+            f"0 or another level.")
+    return int(q)
+
+
+def _mvau(name, prev: ir.Quant, lin, weights, ops, quant, output, meta, spatial=None):
+    """The MVAU of a ``lin, ops..., quant`` group (``lin`` an :class:`ir.Linear`, or an
+    :class:`ir.Conv` applied to ``spatial = (out_h, out_w)`` windows), ``weights`` its
+    ``[out, in]`` integer matrix in stream order, and the scale of its outputs."""
     xlo, xhi = prev.range
-    weights = lin.weight
+    pixels = spatial[0] * spatial[1] if spatial else 1
     scale = prev.scale * lin.weight_scale
     acc_lo, acc_hi = acc_range(weights, xlo, xhi)
     bits = acc_bits(acc_lo, acc_hi)
@@ -260,7 +400,8 @@ def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
     chain = " -> ".join([lin.name, *(op.name for op in ops), quant.name if quant else output])
     where = f"layer {name} (nodes {chain})"
     common = {"name": name, "in_bits": prev.bits, "in_signed": prev.signed, "acc_bits": bits,
-              "in_bipolar": prev.bipolar, "weight_bipolar": lin.weight_bipolar}
+              "in_bipolar": prev.bipolar, "weight_bipolar": lin.weight_bipolar,
+              "pixels": pixels}
     if quant is None:
         bias = integer_bias(ops, scale, acc_lo, acc_hi, where)
         b = 0 if bias is None else bias
@@ -273,8 +414,9 @@ def _mvau(name, prev: ir.Quant, lin: ir.Linear, ops, quant, output, meta):
     # A binarizer's levels are its bits: 0 (for -1) and 1.
     qlo = 0 if quant.bipolar else quant.range[0]
     n_thresholds = 2**quant.bits - 1
-    levels = chain_levels(ops, quant, scale)
-    thresholds, sign = derive_thresholds(levels, acc_lo, acc_hi, qlo, n_thresholds, where)
+    levels = chain_levels(ops, quant, scale, spatial, where)
+    thresholds, sign = derive_thresholds(levels, acc_lo, acc_hi, qlo, n_thresholds, where,
+                                         pixels)
     weights = weights * sign[:, None]
     wbits, wsigned = lin.weight_bits, lin.weight_signed
     if not lin.weight_bipolar:  # -1/+1 weights stay -1/+1 when negated

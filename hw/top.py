@@ -11,7 +11,7 @@ from amaranth.lib.wiring import In, Out
 
 from hwgen.compiler import dataflow
 
-from . import fifo, label_select, mvau, width_converter
+from . import fifo, label_select, max_pool, mvau, pad, sliding_window, width_converter
 from .spram import PRIMITIVES
 from .stream import check_framing, framed_signature, rejecting
 
@@ -24,6 +24,9 @@ COMPONENTS = {
     dataflow.LabelSelect: (label_select.LabelSelect, label_select),
     dataflow.WidthConverter: (width_converter.WidthConverter, width_converter),
     dataflow.FIFO: (fifo.FIFO, fifo),
+    dataflow.Pad: (pad.Pad, pad),
+    dataflow.SlidingWindow: (sliding_window.SlidingWindow, sliding_window),
+    dataflow.MaxPool: (max_pool.MaxPool, max_pool),
 }
 
 
@@ -35,8 +38,10 @@ def _lookup(layer):
                         f"of type {type(layer).__name__}") from None
 
 
-def _beats(n, lanes):
-    return math.ceil(n / lanes)
+def _beats(layer, side: str) -> int:
+    """Beats per frame on a layer's ``"in"`` or ``"out"`` side."""
+    return dataflow.frame_beats(getattr(layer, f"n_{side}"), getattr(layer, f"pixels_{side}"),
+                                getattr(layer, f"lanes_{side}"))
 
 
 def memory_shapes(graph) -> list[tuple[str, str, int, int]]:
@@ -56,10 +61,12 @@ def _check_graph(graph):
         # memory_shapes validates a layer without building a component.
         _lookup(layer)[1].memory_shapes(layer)
     for a, b in zip(graph.layers, graph.layers[1:], strict=False):
-        for what in ("n", "bits", "signed", "lanes"):
-            out, into = (f"{what}_out", f"{what}_in") if what in ("n", "lanes") else \
-                (f"out_{what}", f"in_{what}")
+        for what in ("n", "pixels", "bits", "signed", "lanes"):
+            out, into = (f"{what}_out", f"{what}_in") if what in ("n", "pixels", "lanes") \
+                else (f"out_{what}", f"in_{what}")
             x, y = getattr(a, out), getattr(b, into)
+            if what == "pixels" and dataflow.flattens(a, b):
+                continue  # a feature map read flattened: the same beats
             if x != y:
                 hint = (" (the compiler must insert a WidthConverter between them)"
                         if what == "lanes" else "")
@@ -104,8 +111,8 @@ class Accelerator(wiring.Component):
         self.graph = graph
         self.blocks = [_lookup(layer)[0](layer) for layer in graph.layers]
         first, last = graph.layers[0], graph.layers[-1]
-        self.beats_in = _beats(first.n_in, first.lanes_in)
-        self.beats_out = _beats(last.n_out, last.lanes_out)
+        self.beats_in = _beats(first, "in")
+        self.beats_out = _beats(last, "out")
         super().__init__({
             "i": In(framed_signature(first.lanes_in * first.in_bits)),
             "o": Out(framed_signature(last.lanes_out * last.out_bits)),
@@ -170,8 +177,7 @@ def first_frame(graph, blocks=None) -> list[int]:
         blocks = [_lookup(layer)[0](layer) for layer in graph.layers]
         for block in blocks:
             block._MustUse__silence = True  # built only to ask for its latency
-    first = graph.layers[0]
-    times = list(range(_beats(first.n_in, first.lanes_in)))
+    times = list(range(_beats(graph.layers[0], "in")))
     for layer, block in zip(graph.layers, blocks, strict=True):
         times = _schedule(layer, block, times)
     return times
@@ -190,16 +196,25 @@ def _schedule(layer, block, arrivals: list[int]) -> list[int]:
             end += length
             leave(end + block.latency - layer.sf - layer.fold_lengths[0] + 1)
     elif isinstance(layer, dataflow.MVAU):
+        # Slots issue one per cycle; those of fold 0 that multiply wait for their beat.
+        sf, slots = layer.sf, max(layer.sf, layer.steps)
         issue = -1
-        for t in arrivals[:layer.sf]:
-            issue = max(t, issue + 1)
-        slots = max(layer.sf, layer.steps)
-        for n in range(layer.nf):
-            leave(issue + n * slots + block.latency - layer.sf + 1)
+        for p in range(layer.pixels):
+            for n in range(layer.nf):
+                for s in range(slots):
+                    wait = arrivals[p * sf + s] if n == 0 and s < sf else issue + 1
+                    issue = max(wait, issue + 1)
+                    if s == sf - 1:
+                        leave(issue + block.latency - sf + 1)
     elif isinstance(layer, dataflow.WidthConverter):
-        for j in range(_beats(layer.n, layer.lanes_out)):
-            last_element = min((j + 1) * layer.lanes_out, layer.n) - 1
-            leave(arrivals[last_element // layer.lanes_in] + 1)
+        v = layer.n // layer.pixels
+        per_in, per_out = math.ceil(v / layer.lanes_in), math.ceil(v / layer.lanes_out)
+        for p in range(layer.pixels):
+            for j in range(per_out):
+                last_element = min((j + 1) * layer.lanes_out, v) - 1
+                leave(arrivals[p * per_in + last_element // layer.lanes_in] + 1)
+    elif isinstance(layer, (dataflow.Pad, dataflow.SlidingWindow, dataflow.MaxPool)):
+        return _lookup(layer)[1].first_frame_times(layer, arrivals)
     elif isinstance(layer, dataflow.FIFO):
         for t in arrivals:
             leave(t + block.latency)

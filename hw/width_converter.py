@@ -14,7 +14,11 @@ __all__ = ["WidthConverter", "memory_shapes"]
 
 
 def _validate(layer):
-    check_layer(layer, dataflow.WidthConverter, ("n", "bits", "lanes_in", "lanes_out"))
+    check_layer(layer, dataflow.WidthConverter, ("n", "bits", "lanes_in", "lanes_out",
+                                                 "pixels"))
+    if layer.n % layer.pixels:
+        raise ValueError(f"{layer.name}: n={layer.n} is not a whole number of "
+                         f"{layer.pixels} vectors")
 
 
 def memory_shapes(layer) -> list[tuple[str, int, int]]:
@@ -24,7 +28,9 @@ def memory_shapes(layer) -> list[tuple[str, int, int]]:
 
 
 class WidthConverter(wiring.Component):
-    """Repack frames of ``n`` elements of ``bits`` from ``lanes_in`` to ``lanes_out`` lanes.
+    """Repack frames of ``n`` elements of ``bits`` from ``lanes_in`` to ``lanes_out`` lanes,
+    vector by vector (a frame of ``pixels`` vectors of ``v = n // pixels`` elements; below, a
+    "frame" is one such vector).
 
     A shift register of ``lanes_in + lanes_out`` elements, plus ``lanes_in - 1`` when
     ``lanes_in <= lanes_out``: an input beat is taken when its elements fit, an output beat
@@ -47,18 +53,19 @@ class WidthConverter(wiring.Component):
     o : Out(stream.Signature(unsigned(lanes_out * bits)))
         ``ceil(n / lanes_out)`` beats per frame; ``valid`` depends only on registered state.
 
-    Throughput: ``layer.cycles = max(ceil(n/lanes_in), ceil(n/lanes_out))`` cycles per
-    frame. Latency (:attr:`latency`): ``ceil(min(lanes_out, n) / lanes_in)`` cycles from the
-    first input transfer to the first output transfer. Back-pressure: input stalls while
-    the buffer lacks room for a beat.
+    Throughput: ``max(ceil(v/lanes_in), ceil(v/lanes_out))`` cycles per vector,
+    ``layer.cycles`` per frame. Latency (:attr:`latency`): ``ceil(min(lanes_out, v) /
+    lanes_in)`` cycles from the first input transfer to the first output transfer.
+    Back-pressure: input stalls while the buffer lacks room for a beat.
     """
 
     def __init__(self, layer):
         with rejecting(self):
             _validate(layer)
         self.layer = layer
-        self.beats_in = math.ceil(layer.n / layer.lanes_in)
-        self.beats_out = math.ceil(layer.n / layer.lanes_out)
+        self.n = layer.n // layer.pixels  # elements per vector
+        self.beats_in = math.ceil(self.n / layer.lanes_in)
+        self.beats_out = math.ceil(self.n / layer.lanes_out)
         li, lo = layer.lanes_in, layer.lanes_out
         self.capacity = li + lo + (li - 1 if li <= lo else 0)
         super().__init__({
@@ -68,8 +75,8 @@ class WidthConverter(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """``ceil(min(lanes_out, n) / lanes_in)``."""
-        return math.ceil(min(self.layer.lanes_out, self.layer.n) / self.layer.lanes_in)
+        """``ceil(min(lanes_out, v) / lanes_in)``."""
+        return math.ceil(min(self.layer.lanes_out, self.n) / self.layer.lanes_in)
 
     memory_shapes = property(lambda self: [])
 
@@ -77,8 +84,8 @@ class WidthConverter(wiring.Component):
         m = Module()
         layer, C = self.layer, self.capacity
         li, lo, bits = layer.lanes_in, layer.lanes_out, layer.bits
-        r_in = layer.n - (self.beats_in - 1) * li
-        r_out = layer.n - (self.beats_out - 1) * lo
+        r_in = self.n - (self.beats_in - 1) * li
+        r_out = self.n - (self.beats_out - 1) * lo
 
         elems = [Signal(bits, name=f"e{i}") for i in range(C)]
         count = Signal(range(C + 1))

@@ -686,5 +686,14 @@ def _layer_report(layer, plan) -> dict:
                       "weight_bipolar": layer.weight_bipolar,
                       "acc_bits": layer.acc_bits, "activation": "thresholds"
                       if layer.thresholds is not None else "bias",
-                      "threshold_bits": layer.threshold_bits})
+                      "threshold_bits": layer.threshold_bits, "pixels": layer.pixels})
+    elif kind == "SlidingWindow":
+        entry.update({"shape": [layer.h, layer.w, layer.c], "kernel": list(layer.kernel),
+                      "stride": list(layer.stride), "out_shape": [layer.out_h, layer.out_w],
+                      "buffer_rows": layer.buffer_rows})
+    elif kind == "Pad":
+        entry.update({"shape": [layer.h, layer.w, layer.c], "pads": list(layer.pads),
+                      "value": layer.value, "out_shape": [layer.out_h, layer.out_w]})
+    elif kind == "MaxPool":
+        entry.update({"shape": [layer.pixels, layer.window, layer.c]})
     return entry

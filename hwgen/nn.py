@@ -38,11 +38,22 @@ Layers
     A linear layer with weights in ``{-1, +1}`` (the sign of the latent float weights).
 :class:`SignActivation`
     ``+1`` where ``x >= 0``, ``-1`` elsewhere.
+:class:`QuantConv2d`
+    A 2-D convolution with narrow signed per-tensor weights, any kernel size, stride and zero
+    padding.
+:class:`BinaryConv2d`
+    A 2-D convolution with weights in ``{-1, +1}``; its padding carries ``+1`` or ``-1``
+    (``pad_value``), since a binary stream has no 0.
 
-Standard :class:`torch.nn.BatchNorm1d` may sit between a linear layer and an activation
-(:class:`QuantReLU` or :class:`SignActivation`); hwgen folds it into integer thresholds. A
-layer with binary weights and binary inputs becomes XNOR-popcount hardware; the kinds mix
-freely (e.g. an 8-bit first layer feeding binary hidden layers).
+Standard :class:`torch.nn.BatchNorm1d` (after a linear layer) and :class:`torch.nn.BatchNorm2d`
+(after a convolution) may sit between a layer and its activation (:class:`QuantReLU` or
+:class:`SignActivation`); hwgen folds them into integer thresholds. :class:`torch.nn.MaxPool2d`
+goes after an activation quantizer (it picks among integers), and :class:`torch.nn.Flatten`
+(or ``x.view(len(x), -1)``) before the first linear layer after a convolution: hwgen reorders
+that layer's weights to the hardware's channels-last stream, so the model keeps PyTorch's
+channel-first flatten. ``MaxPool2d``, ``Flatten`` and ``BatchNorm2d`` are re-exported here for
+convenience. A layer with binary weights and binary inputs becomes XNOR-popcount hardware; the
+kinds mix freely (e.g. an 8-bit first layer feeding binary hidden layers).
 """
 
 from __future__ import annotations
@@ -52,10 +63,16 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn import BatchNorm2d, Flatten, MaxPool2d
 
 __all__ = [
+    "BatchNorm2d",
+    "BinaryConv2d",
     "BinaryInput",
     "BinaryLinear",
+    "Flatten",
+    "MaxPool2d",
+    "QuantConv2d",
     "QuantIdentity",
     "QuantLinear",
     "QuantReLU",
@@ -152,11 +169,22 @@ def _check_pow2(what: str, scale: float) -> float:
     return scale
 
 
-def weight_scale(weight: Tensor, qmax: int) -> Tensor:
-    """The per-tensor power-of-two weight scale ``2**ceil(log2(max|W| / qmax))`` (no
-    gradient)."""
-    amax = weight.detach().abs().amax().clamp_min(2.0**-24)
-    return torch.exp2(torch.ceil(torch.log2(amax / qmax)))
+SCALINGS = ("max", "mean")
+
+
+def weight_scale(weight: Tensor, qmax: int, scaling: str = "max") -> Tensor:
+    """The per-tensor power-of-two weight scale (no gradient).
+
+    ``"max"``: ``2**ceil(log2(max|W| / qmax))``, so that no weight clips. ``"mean"``:
+    ``2**round(log2(2 * mean|W| / qmax))``, for ternary weights (2-bit narrow: -1, 0, +1),
+    where the largest weight would set a scale that rounds most others to 0; weights that
+    reach past the top level clip there."""
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling={scaling!r} must be one of {SCALINGS}")
+    w = weight.detach().abs()
+    if scaling == "mean":
+        return torch.exp2(torch.round(torch.log2((2 * w.mean()).clamp_min(2.0**-24) / qmax)))
+    return torch.exp2(torch.ceil(torch.log2(w.amax().clamp_min(2.0**-24) / qmax)))
 
 
 class _ActQuant(nn.Module):
@@ -226,16 +254,22 @@ class QuantLinear(nn.Module):
         Scale of the quantizer feeding this layer. With a bias, it quantizes the bias to the
         accumulator grid (scale ``input_scale * weight_scale``, 32-bit signed) so the outputs
         are integers times that scale: required on the last layer.
+    scaling : str
+        How the weight scale follows the weights (:func:`weight_scale`): ``"max"`` or
+        ``"mean"`` (better for ternary weights).
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False,
-                 weight_bits: int = 4, input_scale: float | None = None):
+                 weight_bits: int = 4, input_scale: float | None = None,
+                 scaling: str = "max"):
         super().__init__()
         if weight_bits < 2:
             raise ValueError(f"QuantLinear: weight_bits={weight_bits!r} must be at least 2 "
                              f"(narrow signed weights)")
+        if scaling not in SCALINGS:
+            raise ValueError(f"QuantLinear: scaling={scaling!r} must be one of {SCALINGS}")
         self.in_features, self.out_features = in_features, out_features
-        self.weight_bits = weight_bits
+        self.weight_bits, self.scaling = weight_bits, scaling
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -249,7 +283,7 @@ class QuantLinear(nn.Module):
     def quant_weight(self) -> Tensor:
         """The dequantized weights (integers times the weight scale)."""
         qmax = int_range(self.weight_bits, True, True)[1]
-        scale = weight_scale(self.weight, qmax)
+        scale = weight_scale(self.weight, qmax, self.scaling)
         return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
 
     def quant_bias(self) -> Tensor | None:
@@ -257,7 +291,7 @@ class QuantLinear(nn.Module):
         if self.bias is None or self.input_scale is None:
             return self.bias
         qmax = int_range(self.weight_bits, True, True)[1]
-        scale = self.input_scale * weight_scale(self.weight, qmax)
+        scale = self.input_scale * weight_scale(self.weight, qmax, self.scaling)
         return quant(self.bias, scale, self.zero_point, 32, True, False)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -347,3 +381,128 @@ class BinaryLinear(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"scale={float(self.scale)}")
+
+
+def _pair(value, what: str, cls: str, least: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= least for v in pair):
+        raise ValueError(f"{cls}: {what}={value!r} must be an integer or a pair of integers, "
+                         f"each at least {least}")
+    return pair
+
+
+class _Conv2d(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride, padding):
+        super().__init__()
+        name = type(self).__name__
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = _pair(kernel_size, "kernel_size", name, 1)
+        self.stride = _pair(stride, "stride", name, 1)
+        self.padding = _pair(padding, "padding", name, 0)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class QuantConv2d(_Conv2d):
+    """A 2-D convolution with ``weight_bits``-wide narrow signed weights and a per-tensor
+    power-of-two weight scale (as :class:`QuantLinear`).
+
+    Its input must come from a hwgen quantizer. Zero padding pads with the integer 0 (zero
+    points are 0), exactly what the hardware inserts.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts.
+    kernel_size, stride, padding : int or (int, int)
+        As in :class:`torch.nn.Conv2d` (no dilation or groups).
+    bias : bool
+        Add a bias per output channel (as a separate add, so that the float arithmetic is the
+        one hwgen evaluates); fold it into thresholds with a quantizer after it.
+    weight_bits : int
+        Width of the signed integer weights (narrow range).
+    scaling : str
+        How the weight scale follows the weights (:func:`weight_scale`): ``"max"`` or
+        ``"mean"`` (better for ternary weights).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 bias: bool = False, weight_bits: int = 4, scaling: str = "max"):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+        if weight_bits < 2:
+            raise ValueError(f"QuantConv2d: weight_bits={weight_bits!r} must be at least 2 "
+                             f"(narrow signed weights)")
+        if scaling not in SCALINGS:
+            raise ValueError(f"QuantConv2d: scaling={scaling!r} must be one of {SCALINGS}")
+        self.weight_bits, self.scaling = weight_bits, scaling
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("zero_point", torch.tensor(0.0, dtype=torch.float32))
+
+    def quant_weight(self) -> Tensor:
+        """The dequantized weights (integers times the weight scale)."""
+        qmax = int_range(self.weight_bits, True, True)[1]
+        scale = weight_scale(self.weight, qmax, self.scaling)
+        return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.conv2d(x, self.quant_weight(), stride=self.stride, padding=self.padding)
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, bias={self.bias is not None}, " \
+               f"weight_bits={self.weight_bits}"
+
+
+class BinaryConv2d(_Conv2d):
+    """A bias-free 2-D convolution whose weights are ``scale * sign(W)`` of latent float
+    weights (sign(0) = +1), as :class:`BinaryLinear`.
+
+    A binary stream carries one bit per element, +1 or -1, so it cannot carry PyTorch's zero
+    padding: this layer pads with ``pad_value`` instead (``+input_scale`` by default, Larq's
+    "one-padding"; ``-input_scale`` also works), and hwgen inserts the same bit in hardware.
+    The padding is an explicit ``F.pad`` before the convolution.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Channel counts.
+    kernel_size, stride, padding : int or (int, int)
+        As in :class:`torch.nn.Conv2d` (no dilation or groups).
+    scale : float
+        A power of two: the magnitude of every weight.
+    pad_value : float
+        The value padding carries: ``+input_scale`` or ``-input_scale``, where ``input_scale``
+        is the scale of the binarizer feeding this layer (1.0 for the default
+        :class:`SignActivation` and :class:`BinaryInput`).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 scale: float = 1.0, pad_value: float = 1.0):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding)
+        pad_value = float(pad_value)
+        if pad_value == 0 or not math.isfinite(pad_value):
+            raise ValueError(f"BinaryConv2d: pad_value={pad_value!r} must be +input_scale or "
+                             f"-input_scale: a binary stream carries only +1 and -1, not 0")
+        self.pad_value = pad_value
+        self.register_buffer("scale", torch.tensor(_check_pow2("BinaryConv2d", scale),
+                                                   dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float32))
+
+    def binary_weight(self) -> Tensor:
+        """The weights as used: ``+scale`` or ``-scale``."""
+        return bipolar(self.weight, self.scale, self.threshold)
+
+    def forward(self, x: Tensor) -> Tensor:
+        ph, pw = self.padding
+        if ph or pw:
+            x = F.pad(x, (pw, pw, ph, ph), value=self.pad_value)
+        return F.conv2d(x, self.binary_weight(), stride=self.stride)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, scale={float(self.scale)}, pad_value={self.pad_value}"

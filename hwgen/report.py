@@ -221,7 +221,8 @@ def markdown(report: dict) -> str:
                 f"| {layer['name']} | {layer['type']} | {shape} | "
                 f"{layer['in']['bits']}{_kind(layer['in'])} | "
                 f"{layer['out']['bits']}{_kind(layer['out'])} | "
-                f"{layer.get('pe', '-')} | {layer.get('simd', '-')} | {layer['cycles']} | "
+                f"{layer.get('pe', layer['lanes_out'])} | "
+                f"{layer.get('simd', layer['lanes_in'])} | {layer['cycles']} | "
                 f"{layer.get('acc_bits', '-')} | {mems} |")
         parts.append("")
     sparse = [layer for layer in layers if layer.get("sparsity")]
@@ -247,7 +248,11 @@ def markdown(report: dict) -> str:
                   "(docs/pruning.md).", ""]
     parts += ["How to read this: `cycles` is the steady-state cycles per frame of each layer "
               "(`nf * max(sf, steps)` for a dense MVAU, `max(sum(fold_lengths), sf)` for "
-              "gather lanes); bits are `u`nsigned, `s`igned or `b`inary "
+              "gather lanes, times the windows of a convolution; a sliding window takes "
+              "`max(h*w, out_h*out_w*kh*kw) * c / lanes`); shapes are `rows x columns` for an "
+              "MVAU, `h x w x c` for a map (channels-last in the stream), `windows x window "
+              "x c` for a max-pool; PE and SIMD are output and input lanes; bits are "
+              "`u`nsigned, `s`igned or `b`inary "
               "(1 meaning +1, 0 meaning -1); the slowest layer sets the accelerator's "
               "cycles per frame, which the simulation must measure exactly. `fps` is at the "
               "clock the bitstream runs at, `fps_at_fmax` at the fmax nextpnr reports. The weight "

@@ -15,25 +15,31 @@ from hwgen.compiler.dataflow import (
     Dataflow,
     InputQuant,
     LabelSelect,
+    MaxPool,
+    Pad,
+    SlidingWindow,
     WidthConverter,
     int_range,
 )
 
-__all__ = ["fifo", "input_quant", "label_select", "mvau", "run", "run_layers", "width_converter"]
+__all__ = ["fifo", "input_quant", "label_select", "max_pool", "mvau", "pad", "run", "run_layers",
+           "sliding_window", "width_converter"]
 
 
 def input_quant(quant: InputQuant, x) -> np.ndarray:
     """Host-side input quantization, in float32 exactly as the model's quantizer computes it:
     ``clamp(round_half_even(x / scale + zero_point), lo, hi)``, or for a binarizer the bit
-    ``x >= threshold``. Integer input passes through the same arithmetic."""
+    ``x >= threshold``. Integer input passes through the same arithmetic. The result is in
+    stream order (:meth:`~hwgen.compiler.dataflow.InputQuant.to_stream`: images
+    channels-last)."""
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     if quant.bipolar:
-        return (x >= np.float32(quant.threshold)).astype(np.int64)
+        return quant.to_stream((x >= np.float32(quant.threshold)).astype(np.int64))
     y = x / np.float32(quant.scale)
     if quant.zero_point:
         y = y + np.float32(quant.zero_point)
     lo, hi = quant.stream_range
-    return np.clip(np.rint(y), lo, hi).astype(np.int64)
+    return quant.to_stream(np.clip(np.rint(y), lo, hi).astype(np.int64))
 
 
 def accumulate(layer: MVAU, x: np.ndarray) -> np.ndarray:
@@ -51,6 +57,15 @@ def accumulate(layer: MVAU, x: np.ndarray) -> np.ndarray:
 
 
 def mvau(layer: MVAU, x: np.ndarray) -> np.ndarray:
+    # A convolution applies the same layer to each of its windows.
+    if layer.pixels > 1:
+        x = np.asarray(x).reshape(-1, layer.mw)
+        return mvau_vectors(layer, x).reshape(-1, layer.n_out)
+    return mvau_vectors(layer, x)
+
+
+def mvau_vectors(layer: MVAU, x: np.ndarray) -> np.ndarray:
+    """The layer on vectors ``[N, mw]``: ``[N, mh]``."""
     acc = accumulate(layer, x)
     if layer.thresholds is None:
         out = acc if layer.bias is None else acc + layer.bias
@@ -61,6 +76,34 @@ def mvau(layer: MVAU, x: np.ndarray) -> np.ndarray:
     if out.size and (out.min() < lo or out.max() > hi):
         raise ArithmeticError(f"{layer.name}: output exceeds {layer.out_bits} bits")
     return out.astype(np.int64)
+
+
+def pad(layer: Pad, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.int64).reshape(-1, layer.h, layer.w, layer.c)
+    top, left, bottom, right = layer.pads
+    out = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)),
+                 constant_values=layer.value)
+    return out.reshape(len(x), -1)
+
+
+def windows(layer: SlidingWindow, x: np.ndarray) -> np.ndarray:
+    """Every window: ``[N, out_h, out_w, kh, kw, c]``."""
+    x = np.asarray(x, dtype=np.int64).reshape(-1, layer.h, layer.w, layer.c)
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
+    # view: [N, h-kh+1, w-kw+1, c, kh, kw]
+    view = view[:, ::sh, ::sw][:, :layer.out_h, :layer.out_w]
+    return view.transpose(0, 1, 2, 4, 5, 3)
+
+
+def sliding_window(layer: SlidingWindow, x: np.ndarray) -> np.ndarray:
+    w = windows(layer, x)
+    return w.reshape(len(w), -1)
+
+
+def max_pool(layer: MaxPool, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.int64).reshape(-1, layer.pixels, layer.window, layer.c)
+    return x.max(axis=2).reshape(len(x), -1)
 
 
 def label_select(layer: LabelSelect, x: np.ndarray) -> np.ndarray:
@@ -80,6 +123,9 @@ def fifo(layer: FIFO, x: np.ndarray) -> np.ndarray:
 
 SEMANTICS = {
     MVAU: mvau,
+    Pad: pad,
+    SlidingWindow: sliding_window,
+    MaxPool: max_pool,
     LabelSelect: label_select,
     WidthConverter: width_converter,
     FIFO: fifo,

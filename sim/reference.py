@@ -102,7 +102,10 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
         if layer.source not in values:
             raise KeyError(f"{layer.name}: source node '{layer.source}' is not in the program")
         scale = scales.get(layer.name, graph.meta.get("logit_scale", 1.0))
-        value = values[layer.source].to(torch.float64).numpy().reshape(len(x), -1)
+        value = values[layer.source].to(torch.float64)
+        if value.dim() == 4:  # a feature map: the stream has it channels-last
+            value = value.permute(0, 2, 3, 1)
+        value = value.numpy().reshape(len(x), -1)
         out[layer.name] = value / scale
     return out
 

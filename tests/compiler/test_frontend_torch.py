@@ -80,9 +80,10 @@ def test_unsupported_op_names_op_and_node(export):
     assert "aten.sigmoid" in str(info.value) and "node 'sigmoid'" in str(info.value)
 
 
-def test_conv2d_unsupported(export):
+def test_float_conv2d_weights(export):
     net = nn.Sequential(QuantIdentity(4, False, 1.0), nn.Conv2d(1, 2, 3))
-    with pytest.raises(UnsupportedOpError, match="conv2d"):
+    with pytest.raises(QuantizationError, match=r"weights of convolution node 'conv2d'.*"
+                                                "QuantConv2d"):
         load(export(net, torch.rand(2, 1, 5, 5)))
 
 
