@@ -42,6 +42,7 @@ __all__ = [
     "flattens",
     "frame_beats",
     "int_range",
+    "window_bound",
 ]
 
 
@@ -55,6 +56,17 @@ def int_range(bits: int, signed: bool, narrow: bool = False) -> tuple[int, int]:
 def frame_beats(n: int, pixels: int, lanes: int) -> int:
     """Beats of a frame of ``n`` elements in ``pixels`` vectors, ``lanes`` per beat."""
     return pixels * math.ceil(n // pixels / lanes)
+
+
+def window_bound(layers) -> int | None:
+    """The fewest cycles per frame any folding of these sliding windows allows: a window
+    generator sends at most one beat per cycle, at most a pixel's ``c`` channels, so it
+    needs ``max(h * w, out_h * out_w * kh * kw)`` cycles with ``lanes = c``. None without
+    sliding windows. (For a convolution this bound, not the weight bandwidth, is the one
+    that matters: its weights are read again at every pixel.)"""
+    bounds = [max(layer.h * layer.w, layer.out_h * layer.out_w * layer.window)
+              for layer in layers if isinstance(layer, SlidingWindow)]
+    return max(bounds) if bounds else None
 
 
 def flattens(a, b) -> bool:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hwgen.compiler.dataflow import frame_beats, window_bound
 from hwgen.compiler.errors import HwgenError, ModelFileError, VerificationError
 from hwgen.report import divergence_text
 
@@ -256,6 +257,10 @@ def _build(model, options, board, out, stages, report):
     report["bound_cycles_per_frame"] = bound["cycles"]
     report["bound_ratio"] = (round(graph.cycles_per_frame / bound["cycles"], 3)
                              if bound["cycles"] else None)
+    window = window_bound(graph.layers)
+    if window:
+        report["window_bound_cycles_per_frame"] = window
+        report["window_bound_ratio"] = round(graph.cycles_per_frame / window, 3)
     report["agreement"] = agreement
     report["memory_plan"] = {"bram": block_rams(graph.layers),
                              "spram": spram_blocks(graph.layers)}
@@ -295,7 +300,7 @@ def _build(model, options, board, out, stages, report):
     from hwgen.sim.beats import pack, unpack
     from hwgen.sim.verilator import simulate
     first, last = graph.layers[0], graph.layers[-1]
-    beats_out = math.ceil(last.n_out / last.lanes_out)
+    beats_out = frame_beats(last.n_out, last.pixels_out, last.lanes_out)
     phases = [("stream", False)] + ([("backpressure", True)] if options.backpressure else [])
     # Synthesis and place-and-route do not depend on the simulation: run them alongside it
     # (they are separate processes), and keep the bitstream only if verification passes.
@@ -310,7 +315,8 @@ def _build(model, options, board, out, stages, report):
                     + (" (synthesis running alongside)" if board_job else "")):
             results = simulate(text, top="top", in_width=first.lanes_in * first.in_bits,
                                out_width=last.lanes_out * last.out_bits,
-                               inputs=pack(x_int, first.in_bits, first.lanes_in),
+                               inputs=pack(x_int, first.in_bits, first.lanes_in,
+                                           first.pixels_in),
                                beats_out=beats_out, phases=tuple(phases), seed=options.seed)
         _check_simulation(report, graph, results, expected, unpack, out, len(x))
         if report["verification"]["mismatches"]:
@@ -434,7 +440,7 @@ def _board_build(hw_graph, graph, board, out, seed, beats_out, clock="auto", can
     from hwgen.boards.top import BoardTop
     from hwgen.hw.top import Accelerator
     first = graph.layers[0]
-    beats_in = math.ceil(first.n_in / first.lanes_in)
+    beats_in = frame_beats(first.n_in, first.pixels_in, first.lanes_in)
     usage = _usage_by_layer(graph)
 
     def attempt(clock_hz, folder):

@@ -137,7 +137,11 @@ def summary(report: dict) -> str:
                      f"{ver['cycles_per_frame_formula']} by formula; latency "
                      f"{report.get('latency_cycles')} cycles measured, "
                      f"{ver.get('latency_cycles_formula')} by model")
-    if report.get("bound_cycles_per_frame"):
+    if report.get("window_bound_cycles_per_frame"):
+        lines.append(f"  window bound: {report['window_bound_cycles_per_frame']} cycles/frame "
+                     f"(a sliding window sends at most one pixel's channels per cycle); this "
+                     f"design is at {report['window_bound_ratio']:.2f}x the bound")
+    elif report.get("bound_cycles_per_frame"):
         bound = report["bandwidth_bound"]
         lines.append(f"  weight bandwidth bound: {report['bound_cycles_per_frame']} cycles/frame "
                      f"({bound['weight_bits']:,} weight bits / {bound['bits_per_cycle']} bits "

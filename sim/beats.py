@@ -2,7 +2,8 @@
 
 A beat carries ``lanes`` elements of ``bits`` bits each, element 0 in the least significant bits
 (see DESIGN.md, "Streams"). Negative elements are stored in two's complement; lanes past the end
-of a vector (when ``lanes`` does not divide its length) are zero. Beats are Python ints, so a beat
+of a vector (when ``lanes`` does not divide its length) are zero. A frame of a feature map is
+``pixels`` vectors, each starting a new beat. Beats are Python ints, so a beat
 may be wider than 64 bits.
 """
 
@@ -37,14 +38,26 @@ def _as_2d(values) -> np.ndarray:
     return arr
 
 
-def pack(values, bits: int, lanes: int) -> np.ndarray:
-    """Pack ``values`` (``[frames, n]`` integers) into ``[frames, ceil(n / lanes)]`` beats.
+def _vectors(arr: np.ndarray, pixels: int) -> np.ndarray:
+    """``[frames, n]`` as ``[frames * pixels, n // pixels]``: each vector packs on its own."""
+    if not isinstance(pixels, (int, np.integer)) or pixels < 1 or arr.shape[1] % pixels:
+        raise ValueError(f"pixels={pixels!r} must be a positive integer dividing the "
+                         f"{arr.shape[1]} elements of a frame")
+    return arr.reshape(arr.shape[0] * pixels, arr.shape[1] // pixels)
+
+
+def pack(values, bits: int, lanes: int, pixels: int = 1) -> np.ndarray:
+    """Pack ``values`` (``[frames, n]`` integers) into ``[frames, pixels * ceil(n / pixels /
+    lanes)]`` beats: each of a frame's ``pixels`` vectors starts a new beat.
 
     Returns an object array of Python ints. Raises ``ValueError`` if a value does not fit in
     ``bits`` bits, neither as unsigned nor as two's complement.
     """
     _check(bits, lanes)
     arr = _as_2d(values)
+    if pixels != 1:
+        frames = arr.shape[0]
+        return pack(_vectors(arr, pixels), bits, lanes).reshape(frames, -1)
     frames, n = arr.shape
     lo, hi = -(1 << (bits - 1)), (1 << bits) - 1
     mask = (1 << bits) - 1
@@ -66,13 +79,21 @@ def pack(values, bits: int, lanes: int) -> np.ndarray:
     return out
 
 
-def unpack(beats, n: int, bits: int, lanes: int, signed: bool = False) -> np.ndarray:
-    """Unpack ``[frames, beats]`` packed ints into ``[frames, n]`` elements.
+def unpack(beats, n: int, bits: int, lanes: int, signed: bool = False,
+           pixels: int = 1) -> np.ndarray:
+    """Unpack ``[frames, beats]`` packed ints into ``[frames, n]`` elements (in ``pixels``
+    vectors, each starting a new beat).
 
     The result is ``int64`` when the elements fit, else an object array of Python ints.
     """
     _check(bits, lanes)
     arr = _as_2d(beats)
+    if pixels != 1:
+        frames = arr.shape[0]
+        if n % pixels or arr.shape[1] % pixels:
+            raise ValueError(f"pixels={pixels} must divide n={n} and the {arr.shape[1]} beats")
+        return unpack(arr.reshape(frames * pixels, -1), n // pixels, bits, lanes,
+                      signed).reshape(frames, n)
     frames, nbeats = arr.shape
     if nbeats < beat_count(n, lanes):
         raise ValueError(

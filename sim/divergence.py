@@ -14,12 +14,11 @@ failure needs a longer history to reproduce.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from hwgen.compiler.dataflow import FIFO, Dataflow, WidthConverter
+from hwgen.compiler.dataflow import FIFO, Dataflow, WidthConverter, frame_beats
 
 __all__ = ["CONTEXT", "first_divergence"]
 
@@ -34,14 +33,15 @@ def _simulate(prefix: Dataflow, x_int, phase, seed, waveform=None):
     from hwgen.sim.verilator import simulate
 
     first, last = prefix.layers[0], prefix.layers[-1]
-    beats_out = math.ceil(last.n_out / last.lanes_out)
+    beats_out = frame_beats(last.n_out, last.pixels_out, last.lanes_out)
     result = simulate(verilog(prefix, name="top"), top="top",
                       in_width=first.lanes_in * first.in_bits,
                       out_width=last.lanes_out * last.out_bits,
-                      inputs=pack(x_int, first.in_bits, first.lanes_in), beats_out=beats_out,
-                      phases=((phase, phase == "backpressure"),), seed=seed,
-                      waveform=waveform)[phase]
-    return unpack(result.outputs, last.n_out, last.out_bits, last.lanes_out, last.out_signed)
+                      inputs=pack(x_int, first.in_bits, first.lanes_in, first.pixels_in),
+                      beats_out=beats_out, phases=((phase, phase == "backpressure"),),
+                      seed=seed, waveform=waveform)[phase]
+    return unpack(result.outputs, last.n_out, last.out_bits, last.lanes_out, last.out_signed,
+                  last.pixels_out)
 
 
 def first_divergence(hw_graph: Dataflow, golden_layers: list, x_int: np.ndarray,

@@ -61,7 +61,7 @@ def inject(graph: Dataflow, kind: str, x_int: np.ndarray,
         raise ValueError("the model has no thresholds to corrupt")
     best = None
     for i, layer in candidates:
-        acc = inputs[i] @ graph.layers[i].weights.T
+        acc = inputs[i].reshape(-1, layer.mw) @ graph.layers[i].weights.T  # every window
         t = layer.thresholds
         lower = np.concatenate([np.full((t.shape[0], 1), np.iinfo(np.int64).min), t[:, :-1]], 1)
         hits = ((acc[:, :, None] >= lower[None]) & (acc[:, :, None] < t[None])).sum(axis=0)
@@ -71,8 +71,9 @@ def inject(graph: Dataflow, kind: str, x_int: np.ndarray,
     hits, i, c, k = best
     layer = faulty.layers[i]
     old = int(layer.thresholds[c, k])
-    new = int(layer.thresholds[c, k - 1]) if k > 0 else int((inputs[i] @ layer.weights.T)[:, c]
-                                                            .min())
+    new = int(layer.thresholds[c, k - 1]) if k > 0 else int(
+        (inputs[i].reshape(-1, layer.mw) @ layer.weights.T)[:, c].min())
     layer.thresholds[c, k] = min(new, old)
     return faulty, (f"layer {layer.name}: threshold [{c}, {k}] moved {old} -> "
-                    f"{layer.thresholds[c, k]} ({hits} of {len(x_int)} vectors affected)")
+                    f"{layer.thresholds[c, k]} ({hits} of {len(x_int) * layer.pixels} "
+                    f"{'windows' if layer.pixels > 1 else 'vectors'} affected)")

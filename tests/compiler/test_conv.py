@@ -1,5 +1,7 @@
 """Convolutional models: front end, streamlining, golden model and PyTorch agree exactly."""
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -204,3 +206,73 @@ def test_layer_shapes_chain(export):
     assert isinstance(pool, MaxPool) and pool.window == 4
     assert isinstance(graph.layer("conv1_pad"), Pad)
     assert isinstance(graph.layer("fc0"), MVAU) and graph.layer("fc0").pixels == 1
+
+
+def _lowered(export, fold=None, budget=None):
+    from hwgen.compiler.fold import Budget, lower
+    path = export(odd_cnn(), torch.rand(2, 3, 11, 9))
+    graph = compile_model(path)
+    budget = budget or Budget.from_totals({"lut": 5280, "bram": 30, "spram": 4})
+    return graph, lower(graph, budget, fold)
+
+
+def test_folding_keeps_windows_whole_pixels(export):
+    from hwgen.compiler.dataflow import FIFO, flattens
+    _, folded = _lowered(export)
+    layers = folded.layers
+    for i, layer in enumerate(layers):
+        if isinstance(layer, SlidingWindow):
+            consumer = layers[i + 1] if not isinstance(layers[i + 1], FIFO) else layers[i + 2]
+            assert layer.c % layer.lanes == 0 and consumer.lanes_in == layer.lanes
+        if isinstance(layer, Pad):
+            assert layer.c % layer.lanes == 0
+    for a, b in itertools.pairwise(layers):
+        assert a.n_out == b.n_in and a.lanes_out == b.lanes_in
+        assert a.pixels_out == b.pixels_in or flattens(a, b)
+
+
+def test_fifo_before_a_pad_holds_what_arrives_during_its_borders(export):
+    from hwgen.compiler.dataflow import FIFO, frame_beats
+    _, folded = _lowered(export)
+    period = folded.cycles_per_frame
+    names = [layer.name for layer in folded.layers]
+    for i, layer in enumerate(folded.layers):
+        if isinstance(layer, Pad) and i:
+            fifo = folded.layers[i - 1]
+            assert isinstance(fifo, FIFO) and fifo.name == f"{layer.name}_fifo"
+            beats = frame_beats(layer.n_in, layer.pixels_in, layer.lanes)
+            assert fifo.depth == -(-layer.border_run * beats // period) + 2
+    assert names[0] == "conv0_pad"  # the first layer's pad is fed by the host: no FIFO
+
+
+def test_folding_file_for_convolutions_and_pools(export):
+    from hwgen.compiler.errors import FitError
+    from hwgen.compiler.fold import folding_of
+    fold = {"conv0": {"pe": 2, "simd": 3}, "pool0": {"lanes": 2}}
+    _, folded = _lowered(export, fold)
+    assert folded.layer("conv0_window").lanes == folded.layer("conv0_pad").lanes == 3
+    assert folded.layer("pool0").lanes == folded.layer("pool0_window").lanes == 2
+    again = folding_of(folded)
+    assert again["pool0"] == {"lanes": 2} and again["conv0"]["simd"] == 3
+    for bad, match in (({"conv0": {"pe": 1, "simd": 2}}, "divide the 3 channels"),
+                       ({"pool0": {"lanes": 3}}, "divide the 4 channels"),
+                       ({"pool0": {"pe": 2}}, "must look like")):
+        with pytest.raises(FitError, match=match):
+            _lowered(export, bad)
+
+
+def test_a_flattened_convolution_keeps_whole_pixels(export):
+    """A convolution read flattened by a linear layer gets pe dividing its channels."""
+    from hwgen.compiler.errors import FitError
+    from hwgen.compiler.fold import Budget, lower
+    torch.manual_seed(3)
+    model = nn.Sequential(hn.QuantIdentity(4, False, 1.0),
+                          hn.QuantConv2d(1, 6, 3, weight_bits=4), hn.QuantReLU(2, 0.5),
+                          nn.Flatten(), hn.QuantLinear(6 * 4 * 4, 3))
+    graph = compile_model(export(model, torch.rand(2, 1, 6, 6)))
+    budget = Budget.from_totals({"lut": 5280, "bram": 30})
+    for lut in (1200, 2500, 5000):
+        folded = lower(graph, Budget(lut=lut, bram=30))
+        assert 6 % folded.layer("conv0").pe == 0
+    with pytest.raises(FitError, match="must divide its 6 channels"):
+        lower(graph, budget, {"conv0": {"pe": 4, "simd": 1}})
