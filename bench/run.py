@@ -67,6 +67,10 @@ EXAMPLES = {
     "digits_mlp_w4a4_neurons50": Example("examples/digits_mlp_w4a4_neurons50.pt", digits_all,
                                          boards=("icebreaker",)),
     "tfc_w1a1_mnist": Example("examples/tfc_w1a1_mnist.pt", mnist_test),
+    # Convolutional networks (docs/cnn.md): W2A2, both fit the UP5K.
+    "digits_cnn_w2a2": Example("examples/digits_cnn_w2a2.pt", digits_all,
+                               boards=("icebreaker",)),
+    "mnist_cnn_w2a2": Example("examples/mnist_cnn_w2a2.pt", mnist_test, boards=("icebreaker",)),
 }
 #: A pruned example -> its dense twin, built for the same boards in the same run.
 TWINS = {"digits_mlp_w4a4_pruned75": "digits_mlp_w4a4",
@@ -78,8 +82,11 @@ def torch_rate(model: Path, x: np.ndarray) -> dict:
     """PyTorch CPU inference of the exported model: frames/s batched and one at a time."""
     import hwgen.nn  # noqa: F401  (registers the quantizer op)
     with open(model, "rb") as file:  # a file object: torch warns about a .pt path
-        module = torch.export.load(file).module()
-    xt = torch.from_numpy(x)
+        program = torch.export.load(file)
+    module = program.module()
+    user = next(n for n in program.graph.nodes if n.op == "placeholder"
+                and n.name in program.graph_signature.user_inputs)
+    xt = torch.from_numpy(x).reshape(-1, *user.meta["val"].shape[1:])  # e.g. [N, 1, 8, 8]
     with torch.no_grad():
         module(xt[:8])
         start = time.perf_counter()
@@ -140,6 +147,10 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
         "resources": warm["resources"], "fmax_mhz": warm["fmax_mhz"],
         "clock_mhz": warm["clock_mhz"], "clock": warm["clock"], "link": link,
         "cycles_per_frame": warm["cycles_per_frame"],
+        "cycles_per_frame_measured": ver["cycles_per_frame_measured"],
+        "window_bound_cycles_per_frame": warm.get("window_bound_cycles_per_frame"),
+        "layers": [{k: layer[k] for k in ("name", "type", "cycles", "lanes_in", "lanes_out")}
+                   for layer in warm["layers"]],
         "latency_cycles": warm["latency_cycles"], "fps": warm["fps"],
         "fps_at_fmax": warm["fps_at_fmax"], "accuracy": warm.get("accuracy"),
         "vectors": ver["vectors"], "mismatches": ver["mismatches"],
@@ -253,6 +264,36 @@ def _twins(rows: list) -> list[str]:
     return lines
 
 
+def _cnns(rows: list) -> list[str]:
+    """The convolutional networks: the cycle formula against the simulation, the window
+    bound, and where the cycles go."""
+    cnns = [r for r in rows if r.get("window_bound_cycles_per_frame")]
+    if not cnns:
+        return []
+    lines = ["", "## Convolutional networks", "",
+             "*measured* is the spacing of frames in the Verilator run once the pipeline is "
+             "full (every frame, both runs), *formula* the slowest layer's `cycles` "
+             "([docs/cnn.md](../docs/cnn.md)). The *window bound* is the fewest cycles any "
+             "folding allows: a sliding window sends at most one pixel's channels per cycle.",
+             "", "| example | board | LC | BRAM | fmax MHz | clock MHz | cycles/frame "
+             "(formula) | measured | measured / formula | window bound | frames/s | "
+             "accuracy | slowest layers |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in cnns:
+        res = r["resources"]
+        measured = r["cycles_per_frame_measured"]
+        ratio = f"{measured / r['cycles_per_frame']:.4f}" if isinstance(measured, int) else "-"
+        slowest = [f"{layer['name']} ({layer['cycles']})" for layer in r.get("layers", [])
+                   if layer["cycles"] == r["cycles_per_frame"]]
+        acc = f"{r['accuracy']['golden'] * 100:.2f}%" if r["accuracy"] else "-"
+        lines.append(
+            f"| {r['example']} | {r['board']} | {res['lut']['used']}/{res['lut']['total']} | "
+            f"{res['bram']['used']}/{res['bram']['total']} | {r['fmax_mhz']:.1f} | "
+            f"{r['clock_mhz']:.0f} | {r['cycles_per_frame']} | {measured} | {ratio} | "
+            f"{r['window_bound_cycles_per_frame']} | {r['fps']:,.0f} | {acc} | "
+            f"{', '.join(slowest)} |")
+    return lines
+
+
 def _commits(rows: list) -> str:
     """Which commits (and dates) the rows were measured on."""
     seen = {}
@@ -276,7 +317,8 @@ def markdown(results: dict) -> str:
              "Accuracy is over every vector verified: for the digits all 1797, 1437 of which "
              "the model was trained on; its accuracy on the 360 held-out digits alone is in "
              "`examples/digits_mlp_w4a4.json`. TFC-W1A1 is verified on its 1000 held-out "
-             "MNIST test images (none of them trained on). Both runs of a build happen in one "
+             "MNIST test images (none of them trained on), and so is the MNIST CNN; the digits "
+             "CNN like the digits MLP. Both runs of a build happen in one "
              "process, so the first also pays Python's imports.", "",
              "| example | board | LC | FF | BRAM | SPRAM | DSP | fmax MHz | clock MHz | "
              "cycles/frame | bound | ratio | latency cycles | frames/s | frames/s at fmax | "
@@ -298,6 +340,7 @@ def markdown(results: dict) -> str:
               "plus the word width of every weight memory in logic "
               "([docs/binarized.md](../docs/binarized.md)); *ratio* is cycles/frame over it."]
     lines += _twins(results["rows"])
+    lines += _cnns(results["rows"])
     binary = [r for r in results["rows"] if r.get("xnor_lanes")]
     if binary:
         lines += ["", "## Binarized layers", "",

@@ -184,6 +184,10 @@ class MVAU(wiring.Component):
     o : Out(stream.Signature(unsigned(pe * out_bits)))
         ``nf = ceil(mh / pe)`` beats per frame; padding lanes of the last beat are 0.
 
+    A convolution's MVAU (``layer.pixels > 1``) is the same hardware: each window is a frame
+    to it (below, "frame" means one input vector), and ``layer.cycles`` counts all
+    ``pixels`` of them.
+
     Throughput: exactly ``layer.cycles`` cycles per frame with input always valid and output
     always ready (``nf * max(sf, steps)``; with gather lanes ``max(sum(fold_lengths), sf)``).
     Latency (:attr:`latency`): ``sf + tree_stages + steps + 2`` cycles from the transfer of a
