@@ -59,14 +59,26 @@ def frame_beats(n: int, pixels: int, lanes: int) -> int:
 
 
 def window_bound(layers) -> int | None:
-    """The fewest cycles per frame any folding of these sliding windows allows: a window
-    generator sends at most one beat per cycle, at most a pixel's ``c`` channels, so it
-    needs ``max(h * w, out_h * out_w * kh * kw)`` cycles with ``lanes = c``. None without
-    sliding windows. (For a convolution this bound, not the weight bandwidth, is the one
-    that matters: its weights are read again at every pixel.)"""
-    bounds = [max(layer.h * layer.w, layer.out_h * layer.out_w * layer.window)
-              for layer in layers if isinstance(layer, SlidingWindow)]
-    return max(bounds) if bounds else None
+    """The fewest cycles per frame any folding of a CNN's feature-map layers allows, None
+    without sliding windows. A window generator sends at most one beat per cycle, at most a
+    pixel's ``c`` channels: ``max(h * w, out_h * out_w * kh * kw)`` cycles with ``lanes =
+    c``; a convolution's MVAU needs its activation's ``steps`` per window even with every
+    lane (``pixels * steps``); pads and max-pools one cycle per pixel or window pixel. (For
+    a convolution this bound, not the weight bandwidth, is the one that matters: its
+    weights are read again at every pixel.)"""
+    if not any(isinstance(layer, SlidingWindow) for layer in layers):
+        return None
+    bounds = []
+    for layer in layers:
+        if isinstance(layer, SlidingWindow):
+            bounds.append(max(layer.h * layer.w, layer.out_h * layer.out_w * layer.window))
+        elif isinstance(layer, MVAU) and layer.pixels > 1:
+            bounds.append(layer.pixels * layer.steps)
+        elif isinstance(layer, MaxPool):
+            bounds.append(layer.pixels * layer.window)
+        elif isinstance(layer, Pad):
+            bounds.append(layer.out_h * layer.out_w)
+    return max(bounds)
 
 
 def flattens(a, b) -> bool:
@@ -131,6 +143,14 @@ class InputQuant:
     @property
     def n(self) -> int:
         return math.prod(self.shape)
+
+    def from_stream(self, q) -> np.ndarray:
+        """The inverse of :meth:`to_stream`: ``[N, n]`` in the model's order."""
+        q = np.asarray(q)
+        if len(self.shape) == 3:
+            c, h, w = self.shape
+            q = q.reshape(len(q), h, w, c).transpose(0, 3, 1, 2)
+        return q.reshape(len(q), -1)
 
     def to_stream(self, q) -> np.ndarray:
         """``q`` (``[N, *shape]`` or flat ``[N, n]``, in the model's order) in stream order,

@@ -239,19 +239,29 @@ def feeders(graph: Dataflow) -> dict[str, list]:
     return out
 
 
-def _with_feeders(option: _Option, group: list, lanes: int) -> _Option:
-    """``option`` with the cost and cycles of its feeders at ``lanes``."""
+def _with_feeders(option: _Option, group: list, lanes: int, first=None) -> _Option:
+    """``option`` with the cost and cycles of its feeders at ``lanes``, and of the FIFO
+    :func:`insert_fifos` puts before a pad (not before the graph's ``first`` layer), sized
+    for the option's own cycles (a slower pipeline needs less)."""
     cycles, lut, bram, spram = option.cycles, option.lut, option.bram, option.spram
+    trials = []
     for layer in group:
         trial = copy.copy(layer)
         trial.lanes = lanes
-        cost = estimate(trial)
+        trials.append(trial)
         cycles = max(cycles, trial.cycles)
+    for i, trial in enumerate(trials):
+        cost = estimate(trial)
+        if isinstance(trial, Pad) and group[i] is not first:
+            window = trials[i + 1] if i + 1 < len(trials) else None
+            fifo = _pad_fifo(trial, trial, window, cycles)
+            fifo.block_ram = trial.block_ram
+            cost = {k: cost[k] + estimate(fifo)[k] for k in cost}
         lut, bram, spram = lut + cost["lut"], bram + cost["bram"], spram + cost["spram"]
     return option._replace(cycles=cycles, lut=lut, bram=bram, spram=spram)
 
 
-def _pool_options(layer: MaxPool, group: list) -> list[_Option]:
+def _pool_options(layer: MaxPool, group: list, first=None) -> list[_Option]:
     """Every lane count of a max-pool and its feeders (a divisor of the channels)."""
     options = []
     for lanes in _divisors(layer.c):
@@ -260,12 +270,12 @@ def _pool_options(layer: MaxPool, group: list) -> list[_Option]:
         cost = estimate(trial)
         option = _Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"], lanes, lanes,
                          {})
-        options.append(_with_feeders(option, group, lanes))
+        options.append(_with_feeders(option, group, lanes, first))
     return options
 
 
 def _options(layer: MVAU, prev, budget: Budget, fixed: dict, group=(),
-             flattened: bool = False) -> list[_Option]:
+             flattened: bool = False, first=None) -> list[_Option]:
     """Every useful folding of ``layer``, counting the input FIFO that :func:`insert_fifos`
     will put in front of it after layer ``prev`` and the feeders ``group`` of a convolution
     (its ``simd`` then divides their channels); ``fixed`` styles hold for every option."""
@@ -299,7 +309,7 @@ def _options(layer: MVAU, prev, budget: Budget, fixed: dict, group=(),
                     cost = {k: cost[k] + fifo[k] for k in cost}
                 options.append(_with_feeders(
                     _Option(trial.cycles, cost["lut"], cost["bram"], cost["spram"], pe, simd,
-                            styles), group, simd))
+                            styles), group, simd, first))
             if not _gather_worth_trying(layer, budget):
                 continue
             # Frame copies in distributed RAM, or one block RAM each where blocks are spare;
@@ -433,10 +443,11 @@ def fold(graph: Dataflow, budget: Budget, overrides: dict | None = None) -> Data
                          sum(estimate(layer)["bram"] for layer in fixed),
                          sum(estimate(layer)["spram"] for layer in fixed), 0, 0, {})
     before = dict(zip([layer.name for layer in graph.layers[1:]], graph.layers, strict=False))
-    options = {layer.name: _pool_options(layer, group.get(layer.name, []))
+    first = graph.layers[0]
+    options = {layer.name: _pool_options(layer, group.get(layer.name, []), first)
                if isinstance(layer, MaxPool) else
                _options(layer, before.get(layer.name), budget, every, group.get(layer.name, []),
-                        layer.name in flattened)
+                        layer.name in flattened, first)
                for layer in free}
 
     for layer in free:
@@ -625,28 +636,61 @@ def insert_fifos(graph: Dataflow) -> Dataflow:
 
     - An MVAU with ``nf > 1`` reads a whole vector in its first fold, then none for the
       other folds: a vector's beats, plus two for the registered handshakes.
-    - A :class:`Pad` takes no input while it sends borders (:attr:`Pad.border_run` beats
-      in a row): the beats its producer sends meanwhile, plus two.
+    - A :class:`Pad` takes no input while it sends borders, or while the sliding window
+      after it has no room for them (:func:`pad_stall`): the beats its producer sends
+      meanwhile, plus two (:func:`pad_fifo_depth`).
     """
     graph = copy.deepcopy(graph)
     period = graph.cycles_per_frame
     layers = [graph.layers[0]]
-    for layer in graph.layers[1:]:
+    for i, layer in enumerate(graph.layers[1:], 1):
         # Gather lanes buffer two whole frames of their own.
         if isinstance(layer, MVAU) and layer.nf > 1 and not layer.gather:
             layers.append(_input_fifo(layer, layers[-1]))
         elif isinstance(layer, Pad):
-            layers.append(_pad_fifo(layer, layers[-1], period))
+            after = graph.layers[i + 1] if i + 1 < len(graph.layers) else None
+            window = after if isinstance(after, SlidingWindow) else None
+            layers.append(_pad_fifo(layer, layers[-1], window, period))
         layers.append(layer)
     graph.layers = layers
     return graph
 
 
-def _pad_fifo(layer: Pad, prev, period: int) -> FIFO:
+def pad_stall(layer: Pad, window: SlidingWindow | None, period: int) -> int:
+    """The most cycles in a row a pad takes no input in steady state, at ``period`` cycles
+    per frame: its :attr:`~Pad.border_run`, plus, when the sliding window after it must first
+    free line-buffer rows for the bottom border and the next frame's top rows, the windows
+    its reader gets through meanwhile at the pipeline's pace (``period / windows``)."""
+    stall = layer.border_run
+    if window is None:
+        return stall
+    top = layer.pads[0]
+    (kh, _), sh = window.kernel, window.stride[0]
+    # Rows the writer must have stored to take the next frame's first interior beat: the
+    # rows this frame's windows read, the next frame's top rows and its first row.
+    need = min(window.used_rows, window.h) + top + 1 - window.buffer_rows
+    if need <= 0:
+        return stall
+    # After output row oy the reader has freed the rows before (oy + 1) * sh (all of them
+    # after the frame's last row).
+    until = min(math.ceil(need / sh) - 1, window.out_h - 1)
+    last = top + layer.h - 1  # the last interior row
+    start = max(0, math.ceil((last - kh + 1) / sh))  # the first output row that reads it
+    rows = max(0, until - start + 1)
+    return stall + math.ceil(rows * window.out_w * period / window.pixels_out)
+
+
+def pad_fifo_depth(layer: Pad, window: SlidingWindow | None, period: int) -> int:
+    """Beats a FIFO before ``layer`` holds: what its producer sends at the pipeline's rate
+    while the pad takes none (:func:`pad_stall`), plus two for the registered handshakes."""
     beats = frame_beats(layer.n_in, layer.pixels_in, layer.lanes)
-    depth = math.ceil(layer.border_run * beats / period) + 2
+    return math.ceil(pad_stall(layer, window, period) * beats / period) + 2
+
+
+def _pad_fifo(layer: Pad, prev, window, period: int) -> FIFO:
     fifo = FIFO(f"{layer.name}_fifo", n=layer.n_in, bits=prev.out_bits, signed=prev.out_signed,
-                lanes=layer.lanes, depth=depth, pixels=layer.pixels_in)
+                lanes=layer.lanes, depth=pad_fifo_depth(layer, window, period),
+                pixels=layer.pixels_in)
     fifo.block_ram = block_ram_of(layer)
     return fifo
 

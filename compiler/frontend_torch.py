@@ -164,6 +164,10 @@ def _export_pickle(path: Path) -> torch.export.ExportedProgram:
     if not isinstance(obj, torch.nn.Module):
         raise ModelFileError(f"'{path}' holds a {type(obj).__name__}, not an nn.Module; save "
                              f"the model with torch.export.save.")
+    if any(hasattr(m, "kernel_size") for m in obj.modules()):
+        raise ModelFileError(f"'{path}': a pickled module with convolutions or pooling does not "
+                             f"say its input's height and width; export it with "
+                             f"torch.export.export(model, (torch.zeros(1, C, H, W),)).")
     first = next((m for m in obj.modules() if hasattr(m, "in_features")), None)
     if first is None:
         raise ModelFileError(f"'{path}': cannot tell the input shape of the pickled module "
@@ -246,6 +250,7 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
     nodes: list = []
     output = None
     tuple_nodes = set()    # fx nodes returning a tuple whose result 0 is the running tensor
+    flat_map = None        # the node that flattened a feature map, until the next linear layer
 
     def fail_branch(node):
         raise UnsupportedOpError(f"node '{node.name}' ({node.target}){_where(node)} combines "
@@ -267,11 +272,23 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                      f"gets a tensor of shape {list(shape)}; hwgen supports "
                                      f"[batch, channels, height, width] feature maps here.")
 
+    def not_after_flatten(node, what):
+        if flat_map is not None:
+            raise UnsupportedOpError(
+                f"{what} node '{node.name}' ({node.target}){_where(node)} works on the "
+                f"flattened feature map of '{flat_map.name}' with per-feature constants; hwgen "
+                f"folds per-channel ops of a convolution into thresholds: apply them before the "
+                f"flatten (e.g. BatchNorm2d instead of BatchNorm1d).")
+
     def need_channelwise(node, what):
         """A float op on a [N, features] tensor, or on a feature map with operands constant
         over the pixels (per channel), so that one threshold table serves every pixel."""
         shape = _shape(node.args[0])
         if shape is None or len(shape) == 2:
+            if flat_map is not None and any(
+                    arg in consts and torch.is_tensor(consts[arg]) and consts[arg].numel() > 1
+                    for arg in node.all_input_nodes):
+                not_after_flatten(node, what)
             return
         need_4d(node, what)
         for arg in node.all_input_nodes:
@@ -357,6 +374,7 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                         f"BinaryInput, SignActivation) before "
                                         f"it.")
             nodes.append(_linear(node, consts, qinfo))
+            flat_map = None
             bias = node.args[2] if len(node.args) > 2 else node.kwargs.get("bias")
             if bias is not None:
                 nodes.append(ir.FloatOp(f"{node.name}.bias", _aten.add.Tensor,
@@ -397,6 +415,8 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                         f"statistics.")
             if len(_shape(node.args[0]) or (0, 0)) != 2:
                 need_4d(node, "batch norm")  # its constants are per channel by definition
+            else:
+                not_after_flatten(node, "batch norm")
             nodes.append(_float_op(node, consts, index=0 if target in BATCH_NORM_EVAL else None))
             if target in BATCH_NORM_EVAL:
                 tuple_nodes.add(node)
@@ -416,6 +436,14 @@ def from_program(ep: torch.export.ExportedProgram, name: str = "model") -> ir.Gr
                                          f"turns a feature map {list(before)} into "
                                          f"{list(after)}; hwgen supports flattening a feature "
                                          f"map whole ([N, C*H*W]), as before a linear layer.")
+            if before and after and len(before) == 2 and len(after) > 2:
+                raise UnsupportedOpError(f"reshape node '{node.name}' ({target}){_where(node)} "
+                                         f"turns [batch, features] {list(before)} into a "
+                                         f"feature map {list(after)}; hwgen takes feature maps "
+                                         f"from the model's input or a convolution: export the "
+                                         f"model with its input as an image [N, C, H, W].")
+            if before and after and len(before) == 4 and len(after) == 2:
+                flat_map = node
         elif target in IDENTITY:
             if target in _ops("dropout.default") and node.args[2]:
                 raise QuantizationError(f"dropout node '{node.name}'{_where(node)} is in "

@@ -371,7 +371,9 @@ def _pad_value(prev: ir.Quant, pad: ir.Pad) -> int:
                 f"pad node '{pad.name}' pads the binary output of '{prev.name}' with "
                 f"{pad.value}, but a binary stream carries only +1 and -1 (times the scale "
                 f"{prev.scale}), one bit per element: pad with {prev.scale} or {-prev.scale} "
-                f"(hwgen.nn.BinaryConv2d(..., pad_value=...)); zero padding cannot be carried.")
+                f"before the convolution (F.pad(x, ..., value=...), as "
+                f"hwgen.nn.BinaryConv2d(..., pad_value=...) does); zero padding cannot be "
+                f"carried.")
         return int(q > 0)
     if q != int(q) or not lo <= q <= hi:
         raise QuantizationError(

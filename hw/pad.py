@@ -11,7 +11,7 @@ from hwgen.compiler import dataflow
 
 from .stream import OutputBuffer, beat_signature, check_layer, pack, rejecting
 
-__all__ = ["Pad", "first_frame_times", "memory_shapes"]
+__all__ = ["Pad", "first_frame_times", "lead", "memory_shapes"]
 
 
 def _validate(layer):
@@ -37,7 +37,7 @@ def memory_shapes(layer) -> list[tuple[str, int, int]]:
     return []
 
 
-def _lead(layer) -> int:
+def lead(layer) -> int:
     """Output beats before the first interior beat: the top border and the first row's left
     border."""
     top, left = layer.pads[0], layer.pads[1]
@@ -90,7 +90,7 @@ def first_frame_times(layer, arrivals, start=None) -> list[int]:
         raise ValueError(f"{layer.name}: {len(arrivals)} arrival times for a frame of "
                          f"{beats_in} input beats")
     if start is None:
-        start = arrivals[0] - _lead(layer)
+        start = arrivals[0] - lead(layer)
     out, k, push = [], 0, start - 1
     for interior in _interior(layer):
         push += 1
@@ -145,7 +145,7 @@ class Pad(wiring.Component):
     @property
     def latency(self) -> int:
         """``1 - (top * out_w + left) * c / lanes``."""
-        return 1 - _lead(self.layer)
+        return 1 - lead(self.layer)
 
     memory_shapes = property(lambda self: [])
 

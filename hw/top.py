@@ -170,6 +170,8 @@ def first_frame(graph, blocks=None) -> list[int]:
     - WidthConverter: an output beat leaves one cycle after the last input beat it needs.
     - FIFO: ``latency`` cycles after its input beat.
     - LabelSelect: ``latency - (beats - 1)`` cycles after the frame's last input beat.
+    - Pad, SlidingWindow, MaxPool: their modules' ``first_frame_times``; a pad sends its
+      leading border from reset on, without waiting for input.
 
     Every block also leaves at most one beat per cycle.
     """
@@ -178,12 +180,16 @@ def first_frame(graph, blocks=None) -> list[int]:
         for block in blocks:
             block._MustUse__silence = True  # built only to ask for its latency
     times = list(range(_beats(graph.layers[0], "in")))
+    # The cycle the accelerator left reset: the testbench offers input from the next cycle,
+    # and a first pad sends its leading border beats before it takes any.
+    first = graph.layers[0]
+    reset = -pad.lead(first) if isinstance(first, dataflow.Pad) else -1
     for layer, block in zip(graph.layers, blocks, strict=True):
-        times = _schedule(layer, block, times)
+        times = _schedule(layer, block, times, reset)
     return times
 
 
-def _schedule(layer, block, arrivals: list[int]) -> list[int]:
+def _schedule(layer, block, arrivals: list[int], reset: int = -1) -> list[int]:
     out = []
 
     def leave(t):
@@ -213,7 +219,11 @@ def _schedule(layer, block, arrivals: list[int]) -> list[int]:
             for j in range(per_out):
                 last_element = min((j + 1) * layer.lanes_out, v) - 1
                 leave(arrivals[p * per_in + last_element // layer.lanes_in] + 1)
-    elif isinstance(layer, (dataflow.Pad, dataflow.SlidingWindow, dataflow.MaxPool)):
+    elif isinstance(layer, dataflow.Pad):
+        # Idle since reset, a pad has sent its leading border long before its input comes.
+        return pad.first_frame_times(layer, arrivals,
+                                     start=max(arrivals[0] - pad.lead(layer), reset))
+    elif isinstance(layer, (dataflow.SlidingWindow, dataflow.MaxPool)):
         return _lookup(layer)[1].first_frame_times(layer, arrivals)
     elif isinstance(layer, dataflow.FIFO):
         for t in arrivals:

@@ -155,17 +155,43 @@ def make_vectors(graph, options: BuildOptions) -> np.ndarray:
 
 
 def extreme_vectors(graph) -> np.ndarray:
-    """Quantized inputs at the edges: all minimum, all maximum, and for each output channel of
-    the first layer the two inputs that drive its accumulator to its largest and smallest
-    reachable values (the bound its accumulator width is computed from)."""
-    lo, hi = graph.input.stream_range
-    n = graph.input.n
+    """Quantized inputs at the edges (in the model's order): all minimum, all maximum, and for
+    each output channel of the first layer the two inputs that drive its accumulator to its
+    largest and smallest reachable values (the bound its accumulator width is computed
+    from); for a first convolution, in its first window that holds no padding."""
+    from hwgen.compiler.dataflow import MVAU, Pad, SlidingWindow
+    quant = graph.input
+    lo, hi = quant.stream_range
+    n = quant.n
     vectors = [np.full(n, lo), np.full(n, hi)]
-    first = graph.layers[0]
-    weights = getattr(first, "weights", None)
-    if weights is not None:
-        vectors += [np.where(row > 0, hi, lo) for row in weights]  # largest accumulator
-        vectors += [np.where(row > 0, lo, hi) for row in weights]  # smallest accumulator
+    layers = graph.layers
+    pad = layers[0] if isinstance(layers[0], Pad) else None
+    rest = layers[1:] if pad else layers
+    patterns = []  # (pattern in stream order, where it goes)
+    if isinstance(rest[0], MVAU):
+        patterns = [(row, None) for row in rest[0].weights]
+    elif isinstance(rest[0], SlidingWindow) and len(rest) > 1 and isinstance(rest[1], MVAU):
+        window = rest[0]
+        top, left = (pad.pads[0], pad.pads[1]) if pad else (0, 0)
+        # The first window whose origin lies inside the map (a padded map's border is fixed).
+        oy = -(-top // window.stride[0])
+        ox = -(-left // window.stride[1])
+        y0, x0 = oy * window.stride[0] - top, ox * window.stride[1] - left
+        (kh, kw), c = window.kernel, window.c
+        h, w = (pad.h, pad.w) if pad else (window.h, window.w)
+        if oy < window.out_h and ox < window.out_w and y0 + kh <= h and x0 + kw <= w:
+            patterns = [(row.reshape(kh, kw, c), (y0, x0)) for row in rest[1].weights]
+    for row, at in patterns:
+        for big, small in ((hi, lo), (lo, hi)):  # the largest, then the smallest accumulator
+            pattern = np.where(row > 0, big, small)
+            if at is None:
+                vectors.append(quant.from_stream(pattern[None])[0])
+                continue
+            c, h, w = quant.shape
+            image = np.full((h, w, c), lo)
+            (y0, x0), (kh, kw, _) = at, pattern.shape
+            image[y0:y0 + kh, x0:x0 + kw] = pattern
+            vectors.append(quant.from_stream(image.reshape(1, -1))[0])
     unique = {v.astype(np.int64).tobytes(): v for v in vectors}  # dicts keep the order
     return np.stack(list(unique.values())).astype(np.int64)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from hwgen.compiler.errors import HwgenError
 
@@ -131,7 +132,7 @@ def _run(model, options, *, junit=None, as_json=False):
         except HwgenError as exc:
             error, report = exc, getattr(exc, "report", None)
             console.print(f"[red]✗[/] {last.get('stage', 'start')}")
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
         except Exception as exc:  # a crash: still leave JUnit/JSON behind, then the traceback
             report = getattr(exc, "report", None) or _failed_report(model, options, exc)
             _write_outputs(report, options, junit, as_json)
@@ -343,7 +344,7 @@ def flash(build_dir, board, dry_run):
     try:
         plan = programming_command(build_dir, board)
         for note in plan.notes:
-            console.print(f"[yellow]note:[/] {note}")
+            console.print(f"[yellow]note:[/] {escape(note)}")
         devices = " or ".join(str(device) for device in plan.board.usb)
         if dry_run:
             console.print(f"dry run: this command programs the {plan.board.title} over USB "
@@ -355,7 +356,7 @@ def flash(build_dir, board, dry_run):
                       f"{plan.command}")
         program(plan)
     except HwgenError as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(exc.exit_code)
     console.print(f"[green]✓[/] programmed the {plan.board.title} with {plan.bitstream.name}")
 
@@ -406,7 +407,7 @@ def run(build_dir, port, inputs, labels, out_file, window, timeout_s):
             result = run_host(build_dir, port, x, window=window, timeout_s=timeout_s,
                               progress=lambda n: status.update(f"{n}/{len(x)} frames"))
     except (HwgenError, OSError, ValueError) as exc:
-        console.print(f"[bold red]error:[/] {exc}")
+        console.print(f"[bold red]error:[/] {escape(str(exc))}")
         sys.exit(getattr(exc, "exit_code", 2))
     if out_file is not None:
         np.save(out_file, result.outputs)

@@ -52,6 +52,8 @@ def divergence_text(found: dict | None) -> str:
     first, last = found.get("waveform_frames", (0, found["frame"]))
     neuron = found.get("neuron", found["element"])
     source = f" (source neuron {neuron})" if neuron != found["element"] else ""
+    if "pixel" in found:
+        source = f" (pixel {found['pixel']}, channel {found['channel']})"
     return (f" First divergent layer: {found['layer']}{via}, frame {found['frame']}, element "
             f"{found['element']}{source}: expected {found['expected']}, got {found['got']} "
             f"({found['mismatches']} elements of its output differ); waveform "
@@ -139,7 +141,8 @@ def summary(report: dict) -> str:
                      f"{ver.get('latency_cycles_formula')} by model")
     if report.get("window_bound_cycles_per_frame"):
         lines.append(f"  window bound: {report['window_bound_cycles_per_frame']} cycles/frame "
-                     f"(a sliding window sends at most one pixel's channels per cycle); this "
+                     f"(the fewest any folding allows: a sliding window sends at most one "
+                     f"pixel's channels per cycle); this "
                      f"design is at {report['window_bound_ratio']:.2f}x the bound")
     elif report.get("bound_cycles_per_frame"):
         bound = report["bandwidth_bound"]

@@ -77,10 +77,14 @@ def first_divergence(hw_graph: Dataflow, golden_layers: list, x_int: np.ndarray,
             if np.array_equal(window[-1], expected[frame]):  # needs the longer history
                 start = 0
                 _simulate(prefix, x_int[:frame + 1], phase, seed, waveform=waveform)
-            # The source's neuron where the compiler removed or reordered them.
+            # The source's neuron where the compiler removed or reordered them; a feature
+            # map's element is a pixel's channel.
             neurons = getattr(layer, "neurons", None)
+            pixels = layer.pixels_out
+            where = {} if pixels == 1 else {"pixel": element // (layer.n_out // pixels),
+                                            "channel": element % (layer.n_out // pixels)}
             return {"layer": layer.name, "plumbing": plumbing, "frame": frame,
-                    "element": element,
+                    "element": element, **where,
                     "neuron": neurons[element] if neurons is not None else element,
                     "expected": int(expected[frame, element]),
                     "got": int(got[frame, element]), "mismatches": len(bad),

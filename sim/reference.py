@@ -103,8 +103,10 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
             raise KeyError(f"{layer.name}: source node '{layer.source}' is not in the program")
         scale = scales.get(layer.name, graph.meta.get("logit_scale", 1.0))
         value = values[layer.source].to(torch.float64)
-        if value.dim() == 4:  # a feature map: the stream has it channels-last
-            value = value.permute(0, 2, 3, 1)
+        if layer.pixels > 1:
+            # A feature map, [N, C, H, W] or flattened channel-first: the stream has it
+            # channels-last.
+            value = value.reshape(len(x), -1, layer.pixels).transpose(1, 2)
         value = value.numpy().reshape(len(x), -1)
         out[layer.name] = value / scale
     return out

@@ -140,3 +140,25 @@ def test_example_verifies_at_the_cycle_formula(tmp_path, name, vectors):
     # Every frame after the first few leaves exactly the cycle formula after the previous.
     assert v["cycles_match"] and v["cycles_per_frame_measured"] == v["cycles_per_frame_formula"]
     assert v["latency_cycles_formula"] == report["latency_cycles"]
+
+
+def test_cli_errors_keep_their_brackets(tmp_path):
+    """Error messages name shapes like [batch, features]; the terminal shows them verbatim."""
+    class Reshaped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = hn.QuantIdentity(4, False, 1.0)
+            self.conv = hn.QuantConv2d(1, 2, 3)
+            self.act = hn.QuantReLU(2, 0.5)
+            self.fc = hn.QuantLinear(2 * 4 * 4, 2)
+
+        def forward(self, x):
+            y = self.q(x).view(len(x), 1, 6, 6)
+            return self.fc(self.act(self.conv(y)).flatten(1))
+
+    path = tmp_path / "reshaped.pt2"
+    torch.export.save(torch.export.export(Reshaped().eval(), (torch.rand(2, 36),)), path)
+    run = hwgen("verify", path, "--out", tmp_path / "build")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "turns [batch, features] [2, 36] into a feature map" in " ".join(
+        (run.stdout + run.stderr).split())

@@ -276,3 +276,54 @@ def test_a_flattened_convolution_keeps_whole_pixels(export):
         assert 6 % folded.layer("conv0").pe == 0
     with pytest.raises(FitError, match="must divide its 6 channels"):
         lower(graph, budget, {"conv0": {"pe": 4, "simd": 1}})
+
+
+def test_per_feature_ops_after_a_flatten_are_refused(export):
+    model = nn.Sequential(hn.QuantIdentity(4, False, 1.0), hn.QuantConv2d(1, 3, 3),
+                          nn.Flatten(), nn.BatchNorm1d(3 * 4 * 4), hn.QuantReLU(2, 0.5),
+                          hn.QuantLinear(48, 2))
+    with pytest.raises(UnsupportedOpError, match="before the flatten"):
+        compile_model(export(model, torch.rand(2, 1, 6, 6)))
+
+
+def test_a_quantizer_after_the_flatten_still_agrees(export):
+    """conv -> BN2d -> flatten -> quantizer: PyTorch's hidden values are channel-first."""
+    torch.manual_seed(4)
+    model = _randomize_bn(nn.Sequential(
+        hn.QuantIdentity(4, False, 1.0), hn.QuantConv2d(2, 3, 3), nn.BatchNorm2d(3),
+        nn.Flatten(), hn.QuantReLU(2, 0.5), hn.QuantLinear(3 * 3 * 4, 2)))
+    x = torch.rand(32, 2, 5, 6) * 15
+    path = export(model, x[:2])
+    result = _agree(path, compile_model(path), x.numpy())
+    assert result["hidden_mismatches"] == result["logit_mismatches"] == 0, result
+
+
+def test_a_flat_tensor_reshaped_into_a_map_is_refused(export):
+    class Reshaped(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q = hn.QuantIdentity(4, False, 1.0)
+            self.conv = hn.QuantConv2d(1, 2, 3)
+            self.act = hn.QuantReLU(2, 0.5)
+            self.fc = hn.QuantLinear(2 * 4 * 4, 2)
+
+        def forward(self, x):
+            y = self.q(x).view(len(x), 1, 6, 6)
+            return self.fc(self.act(self.conv(y)).flatten(1))
+
+    with pytest.raises(UnsupportedOpError, match=r"\[N, C, H, W\]"):
+        compile_model(export(Reshaped(), torch.rand(2, 36)))
+
+
+def test_extreme_vectors_reach_every_first_channels_bounds(export):
+    """The verification vectors drive each output channel of a first convolution to the
+    largest and smallest accumulator its width is computed from."""
+    from hwgen.api import extreme_vectors
+    from hwgen.compiler.streamline import acc_range
+    graph = compile_model(export(odd_cnn(), torch.rand(2, 3, 11, 9)))
+    x = extreme_vectors(graph)
+    conv0 = graph.layer("conv0")
+    windows = golden.run_layers(graph, graph.input.to_stream(x))[1].reshape(-1, conv0.mw)
+    acc = windows @ conv0.weights.T
+    lo, hi = acc_range(conv0.weights, *(0, 7))
+    assert np.array_equal(acc.max(axis=0), hi) and np.array_equal(acc.min(axis=0), lo)
