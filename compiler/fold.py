@@ -675,8 +675,9 @@ def pad_stall(layer: Pad, window: SlidingWindow | None, period: int) -> int:
     # after the frame's last row).
     until = min(math.ceil(need / sh) - 1, window.out_h - 1)
     last = top + layer.h - 1  # the last interior row
-    start = max(0, math.ceil((last - kh + 1) / sh))  # the first output row that reads it
-    rows = max(0, until - start + 1)
+    # The first output row that reads it goes by while that row streams in.
+    start = max(0, math.ceil((last - kh + 1) / sh))
+    rows = max(0, until - start)
     return stall + math.ceil(rows * window.out_w * period / window.pixels_out)
 
 

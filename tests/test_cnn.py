@@ -162,3 +162,32 @@ def test_cli_errors_keep_their_brackets(tmp_path):
     assert run.returncode == 2, run.stdout + run.stderr
     assert "turns [batch, features] [2, 36] into a feature map" in " ".join(
         (run.stdout + run.stderr).split())
+
+
+@pytest.mark.slow
+def test_a_wide_pad_keeps_the_cycle_formula(tmp_path):
+    """Padding 3 around a 3x3 convolution: the pad waits for the window generator to free
+    rows for its borders, and the FIFO before it, sized by the rate model, absorbs that."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        hn.QuantIdentity(2, False, 0.5),
+        hn.QuantConv2d(1, 2, 3, weight_bits=2), hn.QuantReLU(2, 0.5),
+        hn.QuantConv2d(2, 4, 3, padding=3, weight_bits=2), hn.QuantReLU(2, 0.5),
+        nn.Flatten(), hn.QuantLinear(4 * 18 * 18, 3, weight_bits=2)).eval()
+    x = torch.rand(24, 1, 16, 16)
+    path = tmp_path / "wide_pad.pt2"
+    torch.export.save(torch.export.export(model, (x[:2],)), path)
+    np.save(tmp_path / "x.npy", x.numpy())
+    fold = {"conv0": {"pe": 1, "simd": 1}, "conv1": {"pe": 4, "simd": 2},
+            "fc0": {"pe": 3, "simd": 64}}
+    (tmp_path / "fold.json").write_text(json.dumps(fold))
+    out = tmp_path / "build"
+    run = hwgen("verify", path, "--inputs", tmp_path / "x.npy", "--fold", tmp_path / "fold.json",
+                "--out", out, "--no-backpressure")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["verification"]["cycles_match"]
+    assert report["latency_cycles"] == report["verification"]["latency_cycles_formula"]
+    fifo = next(layer for layer in report["layers"] if layer["name"] == "conv1_pad_fifo")
+    # The border run alone (126 beats, 196 input beats per 3528-cycle frame) would give 9.
+    assert fifo["memories"][0]["depth"] + 1 > 9
