@@ -638,7 +638,7 @@ def insert_fifos(graph: Dataflow) -> Dataflow:
       other folds: a vector's beats, plus two for the registered handshakes.
     - A :class:`Pad` takes no input while it sends borders, or while the sliding window
       after it has no room for them (:func:`pad_stall`): the beats its producer sends
-      meanwhile, plus two (:func:`pad_fifo_depth`).
+      meanwhile (:func:`pad_fifo_depth`).
     """
     graph = copy.deepcopy(graph)
     period = graph.cycles_per_frame
@@ -683,9 +683,11 @@ def pad_stall(layer: Pad, window: SlidingWindow | None, period: int) -> int:
 
 def pad_fifo_depth(layer: Pad, window: SlidingWindow | None, period: int) -> int:
     """Beats a FIFO before ``layer`` holds: what its producer sends at the pipeline's rate
-    while the pad takes none (:func:`pad_stall`), plus two for the registered handshakes."""
+    while the pad takes none (:func:`pad_stall`); at least 2, a register buffer. (Unlike an
+    MVAU's input FIFO it needs no margin for the handshakes: the producer's own output
+    buffer holds two beats.)"""
     beats = frame_beats(layer.n_in, layer.pixels_in, layer.lanes)
-    return math.ceil(pad_stall(layer, window, period) * beats / period) + 2
+    return max(2, math.ceil(pad_stall(layer, window, period) * beats / period))
 
 
 def _pad_fifo(layer: Pad, prev, window, period: int) -> FIFO:

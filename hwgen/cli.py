@@ -67,7 +67,10 @@ def _common(command):
                           '"spram"} (block or logic for weights, input_buffer, thresholds; '
                           'spram for input_buffer). "gather": true asks for gather lanes '
                           "(sparse layers on ECP5; their memories: weights, columns, frame, "
-                          "thresholds; frame may be distributed). Layers not named are folded "
+                          "thresholds; frame may be distributed). A convolution (conv0, "
+                          "...) takes pe and simd too, simd dividing its input channels; a "
+                          'max-pool (pool0, ...) takes {"lanes": 2}, dividing its channels. '
+                          "Layers not named are folded "
                           'automatically; an entry "*": {"styles": {"weights": "logic"}} '
                           "places those memories in all of them. The chosen folding is written "
                           "to folding.json in the build folder."),
