@@ -541,6 +541,17 @@ def _ints(node, value, what: str, count: int, least: int) -> tuple:
 def _conv(node, consts, qinfo) -> tuple[ir.Conv, tuple]:
     """A convolution node as an :class:`ir.Conv` and its zero padding (top, left, bottom,
     right)."""
+    ints, scale, bits, signed, narrow, bipolar = _weights(
+        node, consts, qinfo, "convolution", "hwgen.nn.QuantConv2d or hwgen.nn.BinaryConv2d", 4,
+        "[out_channels, in_channels, kh, kw]")
+    stride, pads = _conv_geometry(node, ints.shape[2:])
+    conv = ir.Conv(node.name, ints, scale, bits, signed, narrow, stride, weight_bipolar=bipolar)
+    return conv, pads
+
+
+def _conv_geometry(node, kernel) -> tuple[tuple, tuple]:
+    """A convolution node's ``(stride, (top, left, bottom, right) zero padding)`` for a
+    ``kernel = (kh, kw)``; dilation and groups refused."""
     args = list(node.args) + [None] * (7 - len(node.args))
     _, _, _, stride, padding, dilation, groups = args
     stride = _ints(node, stride if stride is not None else 1, "stride", 2, 1)
@@ -551,10 +562,7 @@ def _conv(node, consts, qinfo) -> tuple[ir.Conv, tuple]:
     if (groups or 1) != 1:
         raise UnsupportedOpError(f"convolution node '{node.name}'{_where(node)} has {groups} "
                                  f"groups; hwgen supports ordinary convolutions (groups=1).")
-    ints, scale, bits, signed, narrow, bipolar = _weights(
-        node, consts, qinfo, "convolution", "hwgen.nn.QuantConv2d or hwgen.nn.BinaryConv2d", 4,
-        "[out_channels, in_channels, kh, kw]")
-    kh, kw = ints.shape[2:]
+    kh, kw = (int(k) for k in kernel)
     if padding is None or padding == "valid":
         pads = (0, 0, 0, 0)
     elif padding == "same":
@@ -567,8 +575,7 @@ def _conv(node, consts, qinfo) -> tuple[ir.Conv, tuple]:
     else:
         ph, pw = _ints(node, padding, "padding", 2, 0)
         pads = (ph, pw, ph, pw)
-    conv = ir.Conv(node.name, ints, scale, bits, signed, narrow, stride, weight_bipolar=bipolar)
-    return conv, pads
+    return stride, pads
 
 
 def _pad(node) -> ir.Pad:

@@ -77,8 +77,9 @@ def _common(command):
         click.option("--bits", metavar="wNaM", callback=_check_bits,
                      help="Quantize a float model after training: N-bit weights, M-bit "
                           "activations (e.g. w4a4), activation scales calibrated on "
-                          "--calibrate. For a float torch.export MLP (linear, batch norm, "
-                          "ReLU); the quantized model is written to quantized.pt2 in the "
+                          "--calibrate. For a float torch.export MLP or CNN (conv2d, "
+                          "linear, batch norm, ReLU, max-pool, flatten); the quantized model "
+                          "is written to quantized.pt2 in the "
                           "build folder and built like any other. With --labels the report "
                           "gives the float accuracy and the drop."),
         click.option("--calibrate", type=click.Path(exists=True, dir_okay=False,

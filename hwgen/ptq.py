@@ -1,14 +1,16 @@
-"""Post-training quantization: a float ``torch.export`` MLP becomes an :mod:`hwgen.nn` model.
+"""Post-training quantization: a float ``torch.export`` MLP or CNN becomes an :mod:`hwgen.nn`
+model.
 
 ``hwgen build model.pt2 --bits w4a4 --calibrate X.npy`` runs :func:`quantize` first and builds
 what it returns, so everything after (compiler, golden model, hardware, the PyTorch
 comparison) is the path of a model trained with :mod:`hwgen.nn`:
 
-* the float program is read as a chain of ``linear`` (with an optional ``batch_norm`` in eval
-  mode after it, folded into the weights and bias), ``relu`` and flattens;
+* the float program is read as a chain of ``linear`` and ``conv2d`` layers (each with an
+  optional ``batch_norm`` in eval mode after it, folded into the weights and bias), ``relu``,
+  ``max_pool2d`` and flattens;
 * weights get ``w`` bits, narrow signed, with the per-tensor power-of-two scale of
-  :class:`hwgen.nn.QuantLinear`; hidden biases stay float (they become thresholds), the last
-  layer's bias goes to the accumulator grid;
+  :class:`hwgen.nn.QuantLinear` and :class:`hwgen.nn.QuantConv2d`; hidden biases stay float
+  (they become thresholds), the last layer's bias goes to the accumulator grid;
 * the input gets ``a`` bits (unsigned when the calibration inputs are never negative) and each
   ReLU becomes a :class:`hwgen.nn.QuantReLU` of ``a`` bits; their power-of-two scales are
   chosen on the calibration inputs, each the one with the least squared error among those
@@ -32,15 +34,19 @@ from hwgen.compiler.frontend_torch import (
     BATCH_NORM,
     BATCH_NORM_EVAL,
     BIPOLAR,
+    CONV,
     IDENTITY,
     LINEAR,
+    MAX_POOL,
     QUANT,
     RESHAPE,
+    _conv_geometry,
+    _max_pool,
     _ops,
     _shape,
     _where,
 )
-from hwgen.nn import QuantIdentity, QuantLinear, QuantReLU, int_range
+from hwgen.nn import QuantConv2d, QuantIdentity, QuantLinear, QuantReLU, int_range
 
 __all__ = ["export", "input_shape", "parse_bits", "quantize", "run_float"]
 
@@ -92,8 +98,9 @@ def run_float(ep: torch.export.ExportedProgram, x: np.ndarray) -> np.ndarray:
 
 
 def _float_layers(ep: torch.export.ExportedProgram) -> list:
-    """The program as ``[("linear", W, b) | ("bn", scale, shift) | ("relu",) | ("flatten",)]``,
-    in order, for a chain of supported ops."""
+    """The program as ``[("linear", W, b) | ("conv", W, b, stride, pads) | ("bn", scale,
+    shift) | ("relu",) | ("pool", kernel, stride, pads) | ("flatten",)]``, in order, for a
+    chain of supported ops."""
     sig = ep.graph_signature
     params = {**sig.inputs_to_parameters, **sig.inputs_to_buffers}
     state = {**ep.state_dict, **getattr(ep, "constants", {})}
@@ -110,8 +117,9 @@ def _float_layers(ep: torch.export.ExportedProgram) -> list:
     def chain_error(node, why):
         return UnsupportedOpError(
             f"node '{node.name}' ({node.target}){_where(node)} {why}; post-training "
-            f"quantization takes a sequential float MLP: linear layers, each followed by a "
-            f"ReLU (a batch norm may come between) except the last, and flattens")
+            f"quantization takes a sequential float MLP or CNN: linear and convolution "
+            f"layers, each followed by a ReLU (a batch norm may come between) except the last "
+            f"(linear) one, max-pools after a ReLU, and flattens")
 
     layers, running = [], _user_input(ep)
     for node in ep.graph.nodes:
@@ -134,6 +142,15 @@ def _float_layers(ep: torch.export.ExportedProgram) -> list:
         if target in LINEAR:
             layers.append(("linear", const(node, args[1], "weight"),
                            const(node, args[2] if len(args) > 2 else None, "bias")))
+        elif target in CONV:
+            weight = const(node, args[1], "weight")
+            stride, pads = _conv_geometry(node, weight.shape[2:])
+            if pads[:2] != pads[2:]:
+                raise chain_error(node, "pads more after the map than before it")
+            layers.append(("conv", weight, const(node, args[2] if len(args) > 2 else None,
+                                                  "bias"), stride, pads))
+        elif target in MAX_POOL:
+            layers.append(("pool", *_max_pool(node)))
         elif target in BATCH_NORM or target in BATCH_NORM_EVAL:
             # (Without running statistics, batch norm normalizes by the batch even in eval.)
             if args[3] is None or args[4] is None:
@@ -168,30 +185,40 @@ def _float_layers(ep: torch.export.ExportedProgram) -> list:
 
 
 def _fused(layers) -> list:
-    """Batch norm folded into the linear layer before it, flattens before the first linear
-    layer dropped (the input is a vector): ``[("linear", W, b) | ("relu",)]`` in float64."""
+    """Batch norm folded into the layer before it (per output channel), flattens kept only
+    between a feature map and the first linear layer: ``[("linear", W, b) | ("conv", W, b,
+    stride, pads) | ("relu",) | ("pool", ...) | ("flatten",)]`` in float64."""
     out = []
     for layer in layers:
         if layer[0] == "bn":
-            if not out or out[-1][0] != "linear":
+            if not out or out[-1][0] not in ("linear", "conv"):
                 raise UnsupportedOpError("a batch norm that does not directly follow a linear "
-                                         "layer cannot be folded into it")
-            _, w, b = out[-1]
+                                         "or convolution layer cannot be folded into it")
+            kind, w, b, *rest = out[-1]
             scale, shift = layer[1], layer[2]
             b = np.zeros(len(w)) if b is None else b
-            out[-1] = ("linear", w * scale[:, None], b * scale + shift)
+            w = w * scale.reshape(-1, *[1] * (w.ndim - 1))
+            out[-1] = (kind, w, b * scale + shift, *rest)
         elif layer[0] == "flatten":
             if any(entry[0] == "linear" for entry in out):
                 raise UnsupportedOpError("a reshape after the first linear layer is not "
                                          "supported; flatten the input first")
+            if any(entry[0] == "conv" for entry in out) and out[-1][0] != "flatten":
+                out.append(layer)
         else:
             out.append(layer)
     kinds = [layer[0] for layer in out]
-    if kinds != ["linear", "relu"] * (len(kinds) // 2) + ["linear"]:
+    # Layers with their ReLU (and the max-pools after it), then the flatten, then the
+    # linear layers; the last one's outputs are the logits.
+    text = " ".join(kinds)
+    if not re.fullmatch(r"((conv relu( pool)*) )*(flatten )?((linear relu) )*linear", text) \
+            or ("conv" in kinds) != ("flatten" in kinds):
         raise UnsupportedOpError(f"the layers are {' -> '.join(kinds) or 'none'}; "
-                                 f"post-training quantization takes linear layers, each "
-                                 f"followed by a ReLU (a batch norm may come between) except "
-                                 f"the last, whose outputs are the logits")
+                                 f"post-training quantization takes convolutions (each "
+                                 f"followed by a ReLU, then any max-pools; a batch norm may "
+                                 f"come before the ReLU), a flatten, then linear layers, each "
+                                 f"followed by a ReLU except the last, whose outputs are the "
+                                 f"logits")
     return out
 
 
@@ -243,31 +270,44 @@ def quantize(ep: torch.export.ExportedProgram, calibration: np.ndarray, weight_b
     x = _calibration(calibration, ep)
     signed = bool((x < 0).any())
     in_scale = _scale(x, act_bits, signed)
-    lo, hi = int_range(act_bits, signed)
-    modules = [nn.Flatten()] if len(input_shape(ep)) > 2 else []
+    _, *shape = input_shape(ep)
+    convolutional = any(layer[0] == "conv" for layer in layers)
+    modules = [nn.Flatten()] if len(shape) > 1 and not convolutional else []
     modules.append(QuantIdentity(bits=act_bits, signed=signed, scale=in_scale))
-    h = np.clip(np.round(x / in_scale), lo, hi) * in_scale
+    inputs = torch.from_numpy(x.reshape(len(x), *shape)).to(torch.float32)
     scale, chosen = in_scale, []
-    linears = [layer for layer in layers if layer[0] == "linear"]
-    for i, (_, w, b) in enumerate(linears):
-        last = i == len(linears) - 1
-        q = QuantLinear(w.shape[1], w.shape[0], bias=last or b is not None,
-                        weight_bits=weight_bits, input_scale=scale if last else None)
-        with torch.no_grad():
-            q.weight.copy_(torch.from_numpy(w))
-            if q.bias is not None:
-                q.bias.copy_(torch.from_numpy(np.zeros(len(w)) if b is None else b))
-        modules.append(q)
-        if last:
-            break
-        # The next activation is calibrated on what the quantized layers so far compute.
-        with torch.no_grad():
-            y = np.maximum(q(torch.from_numpy(h).to(torch.float32)).to(torch.float64).numpy(),
-                           0)
-        scale = _scale(y, act_bits, False)
-        chosen.append(scale)
-        modules.append(QuantReLU(bits=act_bits, scale=scale))
-        h = np.clip(np.round(y / scale), 0, 2**act_bits - 1) * scale
+    # Ternary weights follow the mean magnitude (hwgen.nn.weight_scale).
+    scaling = "mean" if weight_bits == 2 else "max"
+    for i, layer in enumerate(layers):
+        last = i == len(layers) - 1
+        if layer[0] in ("linear", "conv"):
+            w, b = layer[1], layer[2]
+            if layer[0] == "conv":
+                (ph, pw, _, _), stride = layer[4], layer[3]
+                q = QuantConv2d(w.shape[1], w.shape[0], w.shape[2:], stride=stride,
+                                padding=(ph, pw), bias=b is not None, weight_bits=weight_bits,
+                                scaling=scaling)
+            else:
+                q = QuantLinear(w.shape[1], w.shape[0], bias=last or b is not None,
+                                weight_bits=weight_bits, input_scale=scale if last else None,
+                                scaling=scaling)
+            with torch.no_grad():
+                q.weight.copy_(torch.from_numpy(w))
+                if q.bias is not None:
+                    q.bias.copy_(torch.from_numpy(np.zeros(len(w)) if b is None else b))
+            modules.append(q)
+        elif layer[0] == "relu":
+            # Calibrated on what the quantized layers so far compute.
+            with torch.no_grad():
+                y = torch.relu(nn.Sequential(*modules).eval()(inputs)).to(torch.float64)
+            scale = _scale(y.numpy(), act_bits, False)
+            chosen.append(scale)
+            modules.append(QuantReLU(bits=act_bits, scale=scale))
+        elif layer[0] == "pool":
+            kernel, stride, pads = layer[1:]
+            modules.append(nn.MaxPool2d(kernel, stride, padding=pads[:2]))
+        else:
+            modules.append(nn.Flatten())
     model = nn.Sequential(*modules).eval()
     return model, {"input": {"bits": act_bits, "signed": signed, "scale": in_scale},
                    "activations": chosen}

@@ -175,3 +175,49 @@ def test_float_digits_mlp_builds_bit_exact_with_its_accuracy_drop(tmp_path):
     assert acc["drop_points"] == round(100 * (acc["float"] - acc["golden"]), 2)
     assert (out / "quantized.pt2").exists()
     assert "a drop of" in run.stdout
+
+
+def _float_cnn():
+    """A float CNN with everything post-training quantization reads: padding, a stride,
+    batch norm after a convolution, a padded max-pool, the flatten, linear layers."""
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+                        nn.MaxPool2d(2, padding=1), nn.Conv2d(6, 5, 3, stride=2), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(5 * 2 * 2, 8), nn.ReLU(), nn.Linear(8, 4))
+    with torch.no_grad():
+        net[1].running_mean.copy_(torch.randn(6) * 0.1)
+        net[1].running_var.copy_(torch.rand(6) + 0.5)
+        net[1].weight.copy_(torch.randn(6))  # some channels with a negative scale
+    return net.eval()
+
+
+@pytest.mark.parametrize("bits", [(4, 4), (2, 3)])
+def test_a_float_cnn_quantizes_and_agrees_exactly(tmp_path, bits):
+    net = _float_cnn()
+    x = np.random.default_rng(0).random((64, 2, 9, 10)).astype(np.float32)
+    ep = export(net, x)
+    model, info = quantize(ep, x[:32], *bits)
+    kinds = [type(m).__name__ for m in model]
+    assert kinds == ["QuantIdentity", "QuantConv2d", "QuantReLU", "MaxPool2d", "QuantConv2d",
+                     "QuantReLU", "Flatten", "QuantLinear", "QuantReLU", "QuantLinear"]
+    assert model[1].scaling == ("mean" if bits[0] == 2 else "max")
+    assert len(info["activations"]) == 3
+    path = tmp_path / "q.pt2"
+    torch.export.save(export(model, x), str(path))
+    graph = compile_model(path)
+    layers = golden.run_layers(graph, golden.input_quant(graph.input, x))
+    result = reference.agreement(graph, reference.reference(path, graph, x), layers)
+    assert result["hidden_mismatches"] == result["logit_mismatches"] == 0, result
+
+
+@pytest.mark.parametrize(("net", "words"), [
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2)), "conv -> flatten"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                   nn.Linear(2, 2)), "conv -> pool -> relu"),
+    (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, groups=1, dilation=2), nn.ReLU(),
+                   nn.Flatten(), nn.Linear(8, 2)), "dilation"),
+])
+def test_unsupported_cnns_are_named(net, words):
+    x = np.zeros((4, 1, 4, 4), np.float32)
+    with pytest.raises(UnsupportedOpError, match=words):
+        quantize(export(net, x), x + 1, 4, 4)
