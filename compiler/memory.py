@@ -189,9 +189,9 @@ def block_ram_of(layer) -> BlockRAM:
 @dataclass(frozen=True)
 class MemorySpec:
     """One memory: ``purpose`` (``weights``, ``thresholds[lane]``, ``input_buffer``, ``fifo``,
-    ``line_buffer``...),
-    ``width`` bits per word, ``depth`` words, ``style`` (``block``, ``logic`` or ``spram``),
-    ``rom`` (contents fixed at configuration), and the ``block_ram`` it is planned for."""
+    ``line_buffer``...), ``width`` bits per word, ``depth`` words, ``style`` (``block``,
+    ``logic`` or ``spram``), ``rom`` (contents fixed at configuration), and the ``block_ram``
+    it is planned for."""
 
     layer: str
     purpose: str
