@@ -541,10 +541,16 @@ def _ints(node, value, what: str, count: int, least: int) -> tuple:
 def _conv(node, consts, qinfo) -> tuple[ir.Conv, tuple]:
     """A convolution node as an :class:`ir.Conv` and its zero padding (top, left, bottom,
     right)."""
+    # Geometry first: a grouped or dilated convolution is refused as such, whatever its
+    # weights.
+    kernel = (_shape(node.args[1]) or ())[2:]
+    if kernel:
+        stride, pads = _conv_geometry(node, kernel)
     ints, scale, bits, signed, narrow, bipolar = _weights(
         node, consts, qinfo, "convolution", "hwgen.nn.QuantConv2d or hwgen.nn.BinaryConv2d", 4,
         "[out_channels, in_channels, kh, kw]")
-    stride, pads = _conv_geometry(node, ints.shape[2:])
+    if not kernel:
+        stride, pads = _conv_geometry(node, ints.shape[2:])
     conv = ir.Conv(node.name, ints, scale, bits, signed, narrow, stride, weight_bipolar=bipolar)
     return conv, pads
 
