@@ -235,7 +235,41 @@ class QuantReLU(_ActQuant):
         return quant(F.relu(x), self.scale, self.zero_point, self.bits, False, False)
 
 
-class QuantLinear(nn.Module):
+class _QuantWeights:
+    """``weight`` as ``weight_bits`` narrow signed integers times a per-tensor power-of-two
+    scale (:func:`weight_scale`), for :class:`QuantLinear` and :class:`QuantConv2d`."""
+
+    def _check_weight_quant(self, weight_bits: int, scaling: str):
+        name = type(self).__name__
+        if weight_bits < 2:
+            raise ValueError(f"{name}: weight_bits={weight_bits!r} must be at least 2 "
+                             f"(narrow signed weights)")
+        if scaling not in SCALINGS:
+            raise ValueError(f"{name}: scaling={scaling!r} must be one of {SCALINGS}")
+        self.weight_bits, self.scaling = weight_bits, scaling
+
+    def quant_weight(self) -> Tensor:
+        """The dequantized weights (integers times the weight scale)."""
+        qmax = int_range(self.weight_bits, True, True)[1]
+        scale = weight_scale(self.weight, qmax, self.scaling)
+        return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
+
+
+class _BinaryWeights:
+    """``weight`` as ``scale * sign(W)`` (sign(0) = +1), for :class:`BinaryLinear` and
+    :class:`BinaryConv2d`."""
+
+    def _register_binary_scale(self, scale: float):
+        self.register_buffer("scale", torch.tensor(_check_pow2(type(self).__name__, scale),
+                                                   dtype=torch.float32))
+        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float32))
+
+    def binary_weight(self) -> Tensor:
+        """The weights as used: ``+scale`` or ``-scale``."""
+        return bipolar(self.weight, self.scale, self.threshold)
+
+
+class QuantLinear(_QuantWeights, nn.Module):
     """A linear layer with ``weight_bits``-wide narrow signed weights and a per-tensor
     power-of-two weight scale ``2**ceil(log2(max|W| / qmax))``.
 
@@ -263,13 +297,8 @@ class QuantLinear(nn.Module):
                  weight_bits: int = 4, input_scale: float | None = None,
                  scaling: str = "max"):
         super().__init__()
-        if weight_bits < 2:
-            raise ValueError(f"QuantLinear: weight_bits={weight_bits!r} must be at least 2 "
-                             f"(narrow signed weights)")
-        if scaling not in SCALINGS:
-            raise ValueError(f"QuantLinear: scaling={scaling!r} must be one of {SCALINGS}")
+        self._check_weight_quant(weight_bits, scaling)
         self.in_features, self.out_features = in_features, out_features
-        self.weight_bits, self.scaling = weight_bits, scaling
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
@@ -279,12 +308,6 @@ class QuantLinear(nn.Module):
         else:
             scale = _check_pow2("QuantLinear input_scale", input_scale)
             self.register_buffer("input_scale", torch.tensor(scale, dtype=torch.float32))
-
-    def quant_weight(self) -> Tensor:
-        """The dequantized weights (integers times the weight scale)."""
-        qmax = int_range(self.weight_bits, True, True)[1]
-        scale = weight_scale(self.weight, qmax, self.scaling)
-        return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
 
     def quant_bias(self) -> Tensor | None:
         """The bias: float, or on the accumulator grid with ``input_scale``."""
@@ -346,7 +369,7 @@ class SignActivation(_Bipolar):
         super().__init__(scale, 0.0)
 
 
-class BinaryLinear(nn.Module):
+class BinaryLinear(_BinaryWeights, nn.Module):
     """A bias-free linear layer whose weights are ``scale * sign(W)`` (sign(0) = +1) of latent
     float weights ``W``, trained through the straight-through estimator.
 
@@ -367,13 +390,7 @@ class BinaryLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         nn.init.uniform_(self.weight, -1.0, 1.0)
-        self.register_buffer("scale", torch.tensor(_check_pow2("BinaryLinear", scale),
-                                                   dtype=torch.float32))
-        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float32))
-
-    def binary_weight(self) -> Tensor:
-        """The weights as used: ``+scale`` or ``-scale``."""
-        return bipolar(self.weight, self.scale, self.threshold)
+        self._register_binary_scale(scale)
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.binary_weight())
@@ -407,7 +424,7 @@ class _Conv2d(nn.Module):
                 f"stride={self.stride}, padding={self.padding}")
 
 
-class QuantConv2d(_Conv2d):
+class QuantConv2d(_QuantWeights, _Conv2d):
     """A 2-D convolution with ``weight_bits``-wide narrow signed weights and a per-tensor
     power-of-two weight scale (as :class:`QuantLinear`).
 
@@ -433,20 +450,9 @@ class QuantConv2d(_Conv2d):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
                  bias: bool = False, weight_bits: int = 4, scaling: str = "max"):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding)
-        if weight_bits < 2:
-            raise ValueError(f"QuantConv2d: weight_bits={weight_bits!r} must be at least 2 "
-                             f"(narrow signed weights)")
-        if scaling not in SCALINGS:
-            raise ValueError(f"QuantConv2d: scaling={scaling!r} must be one of {SCALINGS}")
-        self.weight_bits, self.scaling = weight_bits, scaling
+        self._check_weight_quant(weight_bits, scaling)
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
         self.register_buffer("zero_point", torch.tensor(0.0, dtype=torch.float32))
-
-    def quant_weight(self) -> Tensor:
-        """The dequantized weights (integers times the weight scale)."""
-        qmax = int_range(self.weight_bits, True, True)[1]
-        scale = weight_scale(self.weight, qmax, self.scaling)
-        return quant(self.weight, scale, self.zero_point, self.weight_bits, True, True)
 
     def forward(self, x: Tensor) -> Tensor:
         y = F.conv2d(x, self.quant_weight(), stride=self.stride, padding=self.padding)
@@ -459,7 +465,7 @@ class QuantConv2d(_Conv2d):
                f"weight_bits={self.weight_bits}"
 
 
-class BinaryConv2d(_Conv2d):
+class BinaryConv2d(_BinaryWeights, _Conv2d):
     """A bias-free 2-D convolution whose weights are ``scale * sign(W)`` of latent float
     weights (sign(0) = +1), as :class:`BinaryLinear`.
 
@@ -490,13 +496,7 @@ class BinaryConv2d(_Conv2d):
             raise ValueError(f"BinaryConv2d: pad_value={pad_value!r} must be +input_scale or "
                              f"-input_scale: a binary stream carries only +1 and -1, not 0")
         self.pad_value = pad_value
-        self.register_buffer("scale", torch.tensor(_check_pow2("BinaryConv2d", scale),
-                                                   dtype=torch.float32))
-        self.register_buffer("threshold", torch.tensor(0.0, dtype=torch.float32))
-
-    def binary_weight(self) -> Tensor:
-        """The weights as used: ``+scale`` or ``-scale``."""
-        return bipolar(self.weight, self.scale, self.threshold)
+        self._register_binary_scale(scale)
 
     def forward(self, x: Tensor) -> Tensor:
         ph, pw = self.padding
