@@ -1,6 +1,7 @@
 """hwgen.compiler: model files to dataflow graphs.
 
-``compile_model(path)`` reads a model (a ``torch.export`` archive), streamlines it to integer
+``compile_model(path)`` reads a model (a ``torch.export`` archive, or a QONNX ``.onnx`` file),
+streamlines it to integer
 layers, removes the neurons pruning left dead (:mod:`~hwgen.compiler.prune`) and returns the
 :class:`~hwgen.compiler.dataflow.Dataflow` graph (``pe = simd = 1``; the folding pass sets the
 parallelism later).
@@ -22,11 +23,17 @@ def compile_model(path, *, output: str = "logits", allow_pickle: bool = False):
     (``torch.save``) are refused unless ``allow_pickle`` (unpickling runs code: trusted files
     only).
     """
-    from .frontend_torch import load
+    from pathlib import Path
+
+    from . import frontend_onnx, frontend_torch
     from .prune import remove_dead_neurons
     from .streamline import streamline
 
     if output not in ("logits", "label"):
         raise ValueError(f"compile_model: output={output!r} must be 'logits' or 'label'")
-    graph = streamline(load(path, allow_pickle=allow_pickle), output=output)
+    if Path(path).suffix.lower() == ".onnx":
+        source = frontend_onnx.read(path)
+    else:
+        source = frontend_torch.load(path, allow_pickle=allow_pickle)
+    graph = streamline(source, output=output)
     return remove_dead_neurons(graph)

@@ -396,9 +396,20 @@ def _mvau(name, prev: ir.Quant, lin, weights, ops, quant, output, meta, spatial=
         meta["notes"].append(f"{name}: accumulators exceed 2**24, so the float32 model is not "
                              f"exact; PyTorch and the integer model may differ")
     for s, what in ((prev.scale, prev.name), (lin.weight_scale, lin.name)):
-        if np.frexp(s)[0] != 0.5:
-            meta["notes"].append(f"{name}: scale {s} of '{what}' is not a power of two; "
-                                 f"PyTorch and the integer model may differ by rounding")
+        if np.frexp(s)[0] == 0.5:
+            continue
+        if quant is None:
+            # Logits are acc * s_in * s_w; only power-of-two scales keep the source model's
+            # float logits on that integer grid.
+            raise QuantizationError(
+                f"layer {name}: scale {s} of '{what}' is not a power of two, so the model's "
+                f"float logits are not integer multiples of a step and no integer logit "
+                f"reproduces them; quantize the last layer's input and weights with "
+                f"power-of-two scales (Brevitas: Int8ActPerTensorFixedPoint / "
+                f"Int8WeightPerTensorFixedPoint; hwgen.nn always does).")
+        meta["notes"].append(f"{name}: scale {s} of '{what}' is not a power of two; the "
+                             f"source model's float arithmetic may round differently from "
+                             f"the integers (the reference check counts any such tie)")
     chain = " -> ".join([lin.name, *(op.name for op in ops), quant.name if quant else output])
     where = f"layer {name} (nodes {chain})"
     common = {"name": name, "in_bits": prev.bits, "in_signed": prev.signed, "acc_bits": bits,

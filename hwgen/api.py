@@ -4,8 +4,9 @@ Stages, each timed and reported:
 
 1. **compile**: read the model, streamline it to integer layers (:mod:`hwgen.compiler`);
 2. **fold**: choose each layer's parallelism for the board's budget;
-3. **golden**: run the integer golden model, and PyTorch on the same vectors; the two must agree
-   exactly on hidden activations and integer logits;
+3. **golden**: run the integer golden model, and the source model (PyTorch, or qonnx's executor
+   for a QONNX model) on the same vectors; the two must agree exactly on hidden activations and
+   integer logits;
 4. **verilog**: generate the accelerator (:mod:`hwgen.hw`);
 5. **simulate**: stream every vector through the Verilog in Verilator, back to back and under
    back-pressure; every output must equal the golden model, and the measured cycles per frame
@@ -262,13 +263,15 @@ def _build(model, options, board, out, stages, report):
         # Fed back through --fold, this reproduces the build's folding and memory placement.
         (out / "folding.json").write_text(json.dumps(folding_of(graph), indent=2) + "\n")
 
-    with stages("golden", "golden model and PyTorch reference"):
+    reference_name = "QONNX" if graph.meta.get("format") == "qonnx" else "PyTorch"
+    with stages("golden", f"golden model and {reference_name} reference"):
         x = make_vectors(graph, options)
         x_int = golden.input_quant(graph.input, x)
         golden_layers = golden.run_layers(graph, x_int)
         expected = golden_layers[-1]
         ref = reference.reference(model, graph, x)
         agreement = reference.agreement(graph, ref, golden_layers)
+        agreement["reference"] = reference_name
         np.save(out / "vectors.npy", x)
         np.save(out / "vectors_int.npy", x_int)
         np.save(out / "golden.npy", expected)
@@ -306,10 +309,14 @@ def _build(model, options, board, out, stages, report):
         report["accuracy"] = accuracy
     _check(report, "pytorch_vs_golden",
            not (agreement["hidden_mismatches"] or agreement["logit_mismatches"]),
-           f"PyTorch and the golden model disagree: {agreement['hidden_mismatches']} hidden "
-           f"activation and {agreement['logit_mismatches']} logit mismatches over "
+           f"{reference_name} and the golden model disagree: {agreement['hidden_mismatches']} "
+           f"hidden activation and {agreement['logit_mismatches']} logit mismatches over "
            f"{agreement['vectors']} vectors (first: {agreement.get('first')}). The integer "
-           f"thresholds do not reproduce the model's arithmetic; please report this model.")
+           f"thresholds do not reproduce the model's arithmetic; "
+           + ("its scales are not all powers of two, so its float arithmetic rounds "
+              "differently from the integers: use power-of-two scales (Brevitas: *FixedPoint "
+              "quantizers)." if any("not a power of two" in n for n in graph.meta["notes"])
+              else "please report this model."))
     _raise_failed(report)
 
     hw_graph, fault = graph, None

@@ -221,8 +221,8 @@ def _pll_mhz(text: str, board_name: str) -> float:
                    "or a frequency in MHz for the PLL (the highest it makes not above it; the "
                    "build fails if the design misses it).")
 def build(model, no_bitstream, link_vectors, clock, **kw):
-    """Compile MODEL (a torch.export .pt/.pt2 file), verify it bit-exactly in Verilator, and
-    build a bitstream for the board.
+    """Compile MODEL (a torch.export .pt/.pt2 file, or a QONNX .onnx file from Brevitas'
+    export_qonnx), verify it bit-exactly in Verilator, and build a bitstream for the board.
 
     \b
     Writes to the build folder: top.v, the bitstream, report.json (machine-readable),
@@ -251,7 +251,8 @@ def verify(model, junit, as_json, **kw):
 
     \b
     The same checks as `hwgen build`, with the folding the board's build would use:
-      - PyTorch vs golden model: hidden activations and integer logits, exactly;
+      - PyTorch (or, for a .onnx model, qonnx's executor) vs golden model: hidden
+        activations and integer logits, exactly;
       - Verilog vs golden model in Verilator: every output of every vector, back to back
         and under random back-pressure;
       - measured cycles per frame and first-frame latency vs the formulas; framing.

@@ -151,7 +151,8 @@ def summary(report: dict) -> str:
                      f"per cycle); this design is at {report['bound_ratio']:.2f}x the bound")
     agr = report.get("agreement")
     if agr:
-        lines.append(f"  PyTorch vs golden: {agr['hidden_mismatches']} hidden, "
+        lines.append(f"  {agr.get('reference', 'PyTorch')} vs golden: "
+                     f"{agr['hidden_mismatches']} hidden, "
                      f"{agr['logit_mismatches']} logit mismatches; argmax ties "
                      f"{agr['argmax_ties']}")
     q = report.get("quantization")

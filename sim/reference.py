@@ -1,6 +1,7 @@
-"""PyTorch reference execution of a ``torch.export`` model, compared with the golden model.
+"""Reference execution of the source model, compared with the golden model.
 
-:func:`reference` runs the exported program itself (its ATen graph, float32) and reads, for
+:func:`reference` runs the exported program itself (its ATen graph, float32), or a QONNX model
+in qonnx's own executor (``qonnx.core.onnx_exec.execute_onnx``), and reads, for
 each MVAU of the compiled graph, the integers its source node produced: the dequantized output
 of the matching quantizer divided by its scale, or the logits divided by the logit scale.
 :func:`agreement` counts how these differ from the golden model's layer outputs. This is the
@@ -75,21 +76,43 @@ def _run_in_batches(ep, x: torch.Tensor, wanted, size: int) -> dict:
     return {name: torch.cat(chunks) for name, chunks in parts.items() if chunks}
 
 
+def _run_qonnx(path, x: np.ndarray, wanted, tensors: dict) -> dict:
+    """Run the QONNX model at ``path`` in qonnx's executor on the batch ``x`` and return the
+    tensors the ``wanted`` source nodes wrote."""
+    try:
+        from qonnx.core.modelwrapper import ModelWrapper
+        from qonnx.core.onnx_exec import execute_onnx
+        from qonnx.transformation.change_batchsize import ChangeBatchSize
+        from qonnx.transformation.infer_shapes import InferShapes
+    except ImportError:
+        from hwgen.compiler.errors import ModelFileError
+        raise ModelFileError("checking a QONNX model against its own execution needs qonnx: "
+                             "pip install 'hwgen[onnx]'.") from None
+    model = ModelWrapper(str(path))
+    # Exports fix the batch size (often 1): set it to the batch, Reshape constants included.
+    model = model.transform(ChangeBatchSize(len(x))).transform(InferShapes())
+    name = model.graph.input[0].name
+    context = execute_onnx(model, {name: x}, return_full_exec_context=True)
+    return {n: torch.from_numpy(np.asarray(context[tensors[n]])) for n in wanted}
+
+
 def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, np.ndarray]:
-    """Run the exported program on float inputs ``x_float`` (``[N, ...]``) and return, per MVAU
+    """Run the source model on float inputs ``x_float`` (``[N, ...]``) and return, per MVAU
     layer name, the integers ``[N, mh]`` its source node produced.
 
     Hidden layers: the matching quantizer's output divided by its scale; the last layer: the
     output divided by ``graph.meta["logit_scale"]``. The quotients are returned as float64,
     not rounded: with power-of-two scales they are exact integers, and anything else must show
     up as a mismatch rather than be rounded into agreement."""
-    ep = _program(path_or_exported_program,
-                  allow_pickle=graph.meta.get("source_kind") == "pickle")
     x = torch.as_tensor(np.asarray(x_float, dtype=np.float32))
     x = x.reshape(len(x), *graph.input.shape)
     layers = [layer for layer in graph.layers if isinstance(layer, MVAU)]
-    scales = graph.meta.get("layer_scales", {})
     wanted = [layer.source for layer in layers]
+    if graph.meta.get("format") == "qonnx":
+        values = _run_qonnx(path_or_exported_program, x.numpy(), wanted, graph.meta["tensors"])
+        return _integers(graph, layers, values, len(x))
+    ep = _program(path_or_exported_program,
+                  allow_pickle=graph.meta.get("source_kind") == "pickle")
     batch = _static_batch(ep)
     if batch is None or batch == len(x):
         values = _run(ep, x, wanted)
@@ -97,6 +120,11 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
         # The export baked its batch size in (no dynamic batch dimension): run batches of
         # that size, padding the last one.
         values = _run_in_batches(ep, x, wanted, batch)
+    return _integers(graph, layers, values, len(x))
+
+
+def _integers(graph: Dataflow, layers, values: dict, n: int) -> dict[str, np.ndarray]:
+    scales = graph.meta.get("layer_scales", {})
     out = {}
     for layer in layers:
         if layer.source not in values:
@@ -106,8 +134,8 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
         if layer.pixels > 1:
             # A feature map, [N, C, H, W] or flattened channel-first: the stream has it
             # channels-last.
-            value = value.reshape(len(x), -1, layer.pixels).transpose(1, 2)
-        value = value.numpy().reshape(len(x), -1)
+            value = value.reshape(n, -1, layer.pixels).transpose(1, 2)
+        value = value.numpy().reshape(n, -1)
         out[layer.name] = value / scale
     return out
 

@@ -1,0 +1,527 @@
+"""Front end for QONNX models (``.onnx``: Brevitas ``export_qonnx`` output, the FINN ecosystem).
+
+The file is read with the ``onnx`` package (a protobuf: reading it runs no code) and its nodes
+are walked in their topological order along one chain from the graph input:
+
+* nodes whose inputs are all initializers or constants are folded; ``Quant`` /
+  ``BipolarQuant`` of a constant keep their quantizer, so a layer's weights become integers
+  (layout ops such as ``Transpose`` or ``Reshape`` keep it too); other constant nodes run in
+  ONNX's reference evaluator;
+* ``Quant`` and ``BipolarQuant`` on the running tensor become an
+  :class:`~hwgen.compiler.ir.Quant` (a 1-bit signed ``Quant`` is bipolar, as in qonnx), and
+  ``MultiThreshold`` a :class:`~hwgen.compiler.ir.Quant` with explicit thresholds;
+* ``Gemm`` and ``MatMul`` become an :class:`~hwgen.compiler.ir.Linear`, ``Conv`` an
+  :class:`~hwgen.compiler.ir.Conv` (after an :class:`~hwgen.compiler.ir.Pad` when it pads),
+  ``MaxPool`` an :class:`~hwgen.compiler.ir.MaxPool` (after a ``-inf`` pad), a bias an add;
+* ``BatchNormalization``, ``Relu``, ``Clip`` and ``Add``/``Sub``/``Mul``/``Div`` with a
+  constant become :class:`~hwgen.compiler.ir.FloatOp` nodes that run the ONNX node itself, alone,
+  in ONNX Runtime: the same runtime and the same single-node sessions as qonnx's executor, so
+  thresholds derive from the model's own arithmetic;
+* ``Flatten`` and ``Reshape`` that flatten, ``Transpose`` that moves only size-1 axes and
+  ``Identity`` vanish.
+
+Anything else raises :class:`~hwgen.compiler.errors.UnsupportedOpError` naming the op type, the
+node and the node before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import ir
+from .errors import ModelFileError, QuantizationError, UnsupportedOpError
+
+__all__ = ["CUSTOM_DOMAINS", "load", "read"]
+
+#: Domains of QONNX's custom ops (FINN's older name, and Brevitas' before QONNX).
+CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn", "onnx.brevitas")
+#: Oldest default-domain opset whose ops this front end knows.
+MIN_OPSET = 13
+#: Ops that only move data around when they keep the quantizer of a constant.
+LAYOUT = ("Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
+#: Float ops run as they are, one node at a time, in ONNX Runtime.
+FLOAT = ("BatchNormalization", "Relu", "Clip", "Add", "Sub", "Mul", "Div")
+SUPPORTED = ("Quant, BipolarQuant, MultiThreshold, Gemm, MatMul, Conv, MaxPool, "
+             "BatchNormalization, Relu, Clip, Add/Sub/Mul/Div with a constant, Flatten, "
+             "Reshape (flattening), Transpose (of size-1 axes), Identity")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ModelFileError("reading .onnx models needs the onnx and onnxruntime packages: "
+                             "pip install 'hwgen[onnx]'.") from None
+    return onnx
+
+
+@dataclass
+class _QConst:
+    """A quantized constant: integers ``q`` (float array), its per-tensor ``scale`` and
+    quantizer."""
+
+    q: np.ndarray
+    scale: float
+    bits: int
+    signed: bool
+    narrow: bool
+    bipolar: bool = False
+
+
+def load(path):
+    """The ``onnx.ModelProto`` at ``path`` (with its external data), checked."""
+    onnx = _onnx()
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file '{path}' does not exist or is not a file; pass the "
+                             f".onnx file written by brevitas.export.export_qonnx.")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # protobuf and external-data errors come in many kinds
+        raise ModelFileError(f"'{path}' could not be read as an ONNX model: "
+                             f"{type(error).__name__}: {error}. Export it with "
+                             f"brevitas.export.export_qonnx (keep a .onnx.data file next to "
+                             f"it).") from error
+    if not model.graph.node:
+        raise ModelFileError(f"'{path}' holds no ONNX graph nodes; is it an ONNX model?")
+    return model
+
+
+def read(path) -> ir.Graph:
+    """Read a QONNX model into the IR."""
+    path = Path(path)
+    graph = _Reader(load(path), path.stem).run()
+    graph.meta["source_path"] = str(path)
+    return graph
+
+
+def _attrs(node) -> dict:
+    from onnx import helper
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _scalar(value, what: str, where: str) -> float:
+    value = np.asarray(value)
+    if value.size != 1:
+        flat = value.reshape(-1)
+        if not np.all(flat == flat[0]):
+            raise QuantizationError(
+                f"{where}: the {what} has {value.size} different values (per channel); hwgen "
+                f"needs one per tensor: quantize with a per-tensor quantizer (Brevitas: "
+                f"scaling_per_output_channel=False, e.g. Int8WeightPerTensorFixedPoint).")
+    return float(value.reshape(-1)[0])
+
+
+def _int_quant(x, scale, bits, signed, narrow):
+    """The integers of qonnx's ``Quant`` (round half to even, zero point 0)."""
+    lo, hi = ir.int_range(bits, signed, narrow)
+    y = np.asarray(x, dtype=np.float32) / np.asarray(scale, dtype=np.float32)
+    return np.round(np.clip(y, lo, hi))
+
+
+class _Runtime:
+    """One ONNX node run alone in ONNX Runtime on the running tensor (the node's input
+    ``index``), its other inputs fed as constants: exactly how qonnx's executor runs it."""
+
+    def __init__(self, node, index: int, consts: dict, opset: int):
+        onnx = _onnx()
+        from onnx import TensorProto, helper
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ModelFileError("reading .onnx models needs onnxruntime: pip install "
+                                 "'hwgen[onnx]'.") from None
+        self.op = node.op_type
+        self.input = node.input[index]
+        self.feeds = {name: consts[name] for name in node.input if name and name != self.input}
+        inputs = [helper.make_tensor_value_info(self.input, TensorProto.FLOAT, None)]
+        inputs += [helper.make_tensor_value_info(
+            name, helper.np_dtype_to_tensor_dtype(value.dtype), value.shape)
+            for name, value in self.feeds.items()]
+        outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)
+                   for name in node.output if name]
+        model = helper.make_model(helper.make_graph([node], "single-node-exec", inputs, outputs),
+                                  opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = min(model.ir_version, onnx.IR_VERSION)
+        self.session = onnxruntime.InferenceSession(model.SerializeToString(),
+                                                    providers=["CPUExecutionProvider"])
+
+    def __call__(self, x):
+        import torch
+        y = self.session.run(None, {self.input: np.ascontiguousarray(x.numpy(), np.float32),
+                                    **self.feeds})[0]
+        return torch.from_numpy(np.asarray(y, dtype=np.float32))
+
+    def __repr__(self):
+        return f"{self.op} (onnxruntime)"
+
+
+class _Reader:
+    def __init__(self, model, name: str):
+        self.model = model
+        self.name = name
+        self.onnx = _onnx()
+        from onnx import numpy_helper
+        self.numpy_helper = numpy_helper
+        opsets = {o.domain: o.version for o in model.opset_import}
+        self.opset = opsets.get("", opsets.get("ai.onnx", 0))
+        if self.opset < MIN_OPSET:
+            raise ModelFileError(f"model {name} uses ONNX opset {self.opset}; hwgen reads opsets "
+                                 f"{MIN_OPSET} and newer: export again with opset_version>="
+                                 f"{MIN_OPSET}.")
+        graph = model.graph
+        self.consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+        self.qconsts: dict[str, _QConst] = {}
+        inputs = [i for i in graph.input if i.name not in self.consts]
+        if len(inputs) != 1:
+            raise UnsupportedOpError(f"model {name} has {len(inputs)} inputs "
+                                     f"({', '.join(i.name for i in inputs)}); hwgen compiles "
+                                     f"models with one input tensor.")
+        if len(graph.output) != 1:
+            raise UnsupportedOpError(f"model {name} has {len(graph.output)} outputs; hwgen "
+                                     f"compiles models with one output tensor.")
+        dims = inputs[0].type.tensor_type.shape.dim
+        shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+        if len(shape) not in (2, 4) or None in shape[1:]:
+            raise UnsupportedOpError(f"model {name}: input '{inputs[0].name}' has shape "
+                                     f"{shape}; hwgen needs [N, features] or [N, C, H, W] with "
+                                     f"fixed sizes after the batch dimension.")
+        self.input_shape = tuple(int(d) for d in shape[1:])
+        self.batch = shape[0]
+        self.input_name = self.running = inputs[0].name
+        self.last = ""
+        self.shape = self.input_shape  # of one sample: (C, H, W) or (features,)
+        self.prev = "the graph input"
+        self.nodes: list = []
+        self.tensors: dict[str, str] = {}
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def where(self, node) -> str:
+        name = f"{node.op_type} node '{node.name or node.output[0]}'"
+        inputs = [n for n in node.input if n]
+        return name if all(n in self.consts for n in inputs) else f"{name} (after {self.prev})"
+
+    def const(self, node, name: str, what: str) -> np.ndarray:
+        if name not in self.consts:
+            raise UnsupportedOpError(f"{self.where(node)}: its {what} '{name}' is computed from "
+                                     f"the input, not a constant; hwgen needs it constant.")
+        return self.consts[name]
+
+    def quantized(self, node, name: str) -> _QConst:
+        if name not in self.qconsts:
+            raise QuantizationError(f"{self.where(node)}: its weight '{name}' is not quantized "
+                                    f"(no Quant or BipolarQuant node on it); quantize the "
+                                    f"weights (Brevitas: QuantLinear / QuantConv2d).")
+        return self.qconsts[name]
+
+    def float_op(self, node, index: int = 0):
+        if len([o for o in node.output if o]) != 1:
+            raise UnsupportedOpError(f"{self.where(node)}: uses more than one output; "
+                                     f"export the model in inference mode.")
+        self.nodes.append(ir.FloatOp(node.name or node.output[0],
+                                     _Runtime(node, index, self.consts, self.opset), (ir.X,)))
+
+    # -- the walk --------------------------------------------------------------------------
+
+    def run(self) -> ir.Graph:
+        for node in self.model.graph.node:
+            if node.domain and node.domain not in CUSTOM_DOMAINS and node.domain != "ai.onnx":
+                raise UnsupportedOpError(f"{node.op_type} node '{node.name}' is in domain "
+                                         f"'{node.domain}', which hwgen does not know "
+                                         f"(QONNX custom ops are in "
+                                         f"'qonnx.custom_op.general').")
+            inputs = [name for name in node.input if name]
+            if all(name in self.consts for name in inputs):
+                self.fold(node)
+                continue
+            if self.running not in inputs:
+                continue  # not on the chain (yet): checked at the end
+            others = [n for n in inputs if n != self.running and n not in self.consts]
+            if others:
+                raise UnsupportedOpError(
+                    f"{self.where(node)} reads '{self.running}' and '{others[0]}', which is "
+                    f"computed from the input too; hwgen compiles chains of layers (no "
+                    f"branches or residual connections).")
+            self.lower(node)
+            self.prev = f"{node.op_type} node '{node.name or node.output[0]}'"
+            self.running = node.output[0]
+            self.last = node.name or node.output[0]
+            self.tensors[self.last] = self.running
+        output = self.model.graph.output[0].name
+        if output != self.running:
+            stuck = next((n for n in self.model.graph.node
+                          if any(i == self.running for i in n.input)), None)
+            hint = (f"; {stuck.op_type} node '{stuck.name}' reads it" if stuck else "")
+            raise UnsupportedOpError(f"model {self.name}: the chain from the input ends at "
+                                     f"'{self.running}' (after {self.prev}), not at the output "
+                                     f"'{output}'{hint}; hwgen compiles one chain of layers.")
+        # The names of the IR's source nodes, and the tensors they write (for the reference).
+        return ir.Graph(name=self.name, input_shape=self.input_shape, nodes=self.nodes,
+                        output=self.last, meta={"format": "qonnx", "tensors": self.tensors,
+                                                "input_tensor": self.input_name})
+
+    def fold(self, node):
+        op = node.op_type
+        a = _attrs(node)
+        if op == "Quant":
+            x, scale, zero, bits = (self.consts[n] for n in node.input[:4])
+            self.check_zero(node, zero)
+            bits, signed, narrow = self.bit_width(node, bits), bool(a.get("signed", 1)), \
+                bool(a.get("narrow", 0))
+            self.check_rounding(node, a)
+            s = _scalar(scale, "weight scale", self.where(node))
+            if bits == 1 and signed:
+                q = np.where(np.asarray(x, np.float32) / np.float32(s) >= 0, 1.0, -1.0)
+                self.qconsts[node.output[0]] = _QConst(q, s, 1, True, False, bipolar=True)
+            else:
+                q = _int_quant(x, scale, bits, signed, narrow)
+                self.qconsts[node.output[0]] = _QConst(q, s, bits, signed, narrow)
+            self.consts[node.output[0]] = (q * np.float32(s)).astype(np.float32)
+            return
+        if op == "BipolarQuant":
+            x, scale = (self.consts[n] for n in node.input[:2])
+            s = _scalar(scale, "weight scale", self.where(node))
+            q = np.where(np.asarray(x, np.float32) >= 0, 1.0, -1.0)
+            self.qconsts[node.output[0]] = _QConst(q, s, 1, True, False, bipolar=True)
+            self.consts[node.output[0]] = (q * np.float32(s)).astype(np.float32)
+            return
+        if node.domain in CUSTOM_DOMAINS:
+            raise UnsupportedOpError(f"{node.op_type} node '{node.name}' (custom op on "
+                                     f"constants) is not supported; hwgen supports "
+                                     f"{SUPPORTED}.")
+        from onnx.reference import ReferenceEvaluator
+        feeds = {n: self.consts[n] for n in node.input if n}
+        try:
+            outs = ReferenceEvaluator(node).run(None, feeds)
+        except Exception as error:
+            raise UnsupportedOpError(f"{node.op_type} node '{node.name}' on constants could not "
+                                     f"be evaluated ({type(error).__name__}: {error}).") from error
+        for name, value in zip(node.output, outs, strict=False):
+            self.consts[name] = np.asarray(value)
+        source = node.input[0] if node.input else ""
+        if op in LAYOUT and source in self.qconsts:
+            # The integers move with the values.
+            qc = self.qconsts[source]
+            feeds[source] = qc.q.astype(np.float32)
+            q = ReferenceEvaluator(node).run(None, feeds)[0]
+            self.qconsts[node.output[0]] = _QConst(np.asarray(q), qc.scale, qc.bits, qc.signed,
+                                                   qc.narrow, qc.bipolar)
+
+    def check_zero(self, node, zero):
+        if np.any(np.asarray(zero) != 0):
+            raise QuantizationError(f"{self.where(node)}: zero point {np.asarray(zero)} is not 0; "
+                                    f"hwgen needs symmetric quantizers (zero point 0).")
+
+    def check_rounding(self, node, a):
+        mode = _text(a.get("rounding_mode", "ROUND")).upper()
+        if mode not in ("ROUND", "HALF_EVEN"):
+            raise QuantizationError(f"{self.where(node)}: rounding mode {mode}; hwgen's "
+                                    f"quantizers round half to even (ROUND).")
+
+    def bit_width(self, node, bits) -> int:
+        b = _scalar(bits, "bit width", self.where(node))
+        if b != int(b) or not 1 <= b <= 16:
+            raise QuantizationError(f"{self.where(node)}: bit width {b} is not an integer from "
+                                    f"1 to 16.")
+        return int(b)
+
+    def lower(self, node):
+        op = node.op_type
+        a = _attrs(node)
+        name = node.name or node.output[0]
+        where = self.where(node)
+        if op in ("Quant", "BipolarQuant"):
+            if node.input[0] != self.running:
+                raise UnsupportedOpError(f"{where}: its scale or bit width is computed from the "
+                                         f"input; hwgen needs constants.")
+            scale = _scalar(self.const(node, node.input[1], "scale"), "scale", where)
+            if scale <= 0:
+                raise QuantizationError(f"{where}: scale {scale} is not positive.")
+            if op == "BipolarQuant":
+                quant = ir.Quant(name, 1, False, False, scale, bipolar=True)
+            else:
+                self.check_zero(node, self.const(node, node.input[2], "zero point"))
+                self.check_rounding(node, a)
+                bits = self.bit_width(node, self.const(node, node.input[3], "bit width"))
+                signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+                if bits == 1 and signed:  # qonnx: a 1-bit signed Quant is bipolar
+                    quant = ir.Quant(name, 1, False, False, scale, bipolar=True)
+                else:
+                    quant = ir.Quant(name, bits, signed, narrow, scale)
+            self.nodes.append(quant)
+        elif op in ("Gemm", "MatMul"):
+            self.linear(node, a, where)
+        elif op == "Conv":
+            self.conv(node, a, where)
+        elif op == "MaxPool":
+            self.max_pool(node, a, where)
+        elif op in FLOAT:
+            if op == "BatchNormalization" and a.get("training_mode", 0):
+                raise UnsupportedOpError(f"{where} is in training mode; export the model with "
+                                         f"model.eval().")
+            index = list(node.input).index(self.running)
+            if op in ("Sub", "Div") and index != 0:
+                raise UnsupportedOpError(f"{where}: the input is the second operand; hwgen "
+                                         f"maps constant {op.lower()}s of the form x {op} c.")
+            if op in ("BatchNormalization", "Clip") and index != 0:
+                raise UnsupportedOpError(f"{where}: its parameters come from the input.")
+            if len(self.shape) == 3 and op in ("Add", "Sub", "Mul", "Div"):
+                self.check_per_channel(node, index, where)
+            self.float_op(node, index)
+        elif op in ("Flatten", "Reshape"):
+            self.flatten(node, a, where)
+        elif op == "Transpose":
+            perm = a.get("perm", list(range(len(self.shape) + 1))[::-1])
+            full = (1, *self.shape)
+            moved = [full[p] for p in perm]
+            if [d for d in moved if d != 1] != [d for d in full if d != 1]:
+                raise UnsupportedOpError(f"{where}: permutation {list(perm)} of shape "
+                                         f"{list(full)} moves data; hwgen supports transposes "
+                                         f"that only move size-1 axes.")
+            self.shape = tuple(moved[1:])
+        elif op == "Identity" or (op == "Dropout" and len(node.input) < 3):
+            pass
+        else:
+            raise UnsupportedOpError(f"{where}: op type {op} is not supported; hwgen supports "
+                                     f"{SUPPORTED}.")
+
+    def check_per_channel(self, node, index, where):
+        other = next(n for i, n in enumerate(node.input) if i != index)
+        value = np.asarray(self.consts[other])
+        c = self.shape[0]
+        ok = value.size == 1 or (value.ndim >= 3 and value.shape[-2:] == (1, 1)
+                                 and value.size == c)
+        if not ok:
+            raise UnsupportedOpError(f"{where}: constant '{other}' of shape {list(value.shape)} "
+                                     f"on a [{c}, H, W] feature map is not per channel; hwgen "
+                                     f"needs a scalar or a [{c}, 1, 1] constant.")
+
+    def linear(self, node, a, where):
+        if len(self.shape) != 1:
+            raise UnsupportedOpError(f"{where} gets a feature map {list(self.shape)}; flatten "
+                                     f"it first (Flatten or Reshape to [N, -1]).")
+        if node.input[0] != self.running:
+            raise UnsupportedOpError(f"{where}: the input must be the first operand.")
+        w = self.quantized(node, node.input[1])
+        q = np.asarray(w.q)
+        bias = None
+        if node.op_type == "Gemm":
+            if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or \
+                    (len(node.input) > 2 and node.input[2] and a.get("beta", 1.0) != 1.0):
+                raise UnsupportedOpError(f"{where}: transA, alpha or beta other than "
+                                         f"(0, 1, 1); hwgen maps y = x @ W.T + b.")
+            q = q if a.get("transB", 0) else q.T
+            if len(node.input) > 2 and node.input[2]:
+                bias = self.const(node, node.input[2], "bias")
+        else:
+            q = q.T
+        if q.ndim != 2 or q.shape[1] != self.shape[0]:
+            raise UnsupportedOpError(f"{where}: weight of shape {list(q.shape)} does not take "
+                                     f"{self.shape[0]} features.")
+        name = node.name or node.output[0]
+        self.nodes.append(ir.Linear(name, q.astype(np.int64), w.scale, w.bits, w.signed,
+                                    w.narrow, weight_bipolar=w.bipolar))
+        self.shape = (q.shape[0],)
+        if bias is not None:
+            self.add_bias(node, name, bias.reshape(-1))
+
+    def add_bias(self, node, name, bias):
+        from onnx import helper
+        const = f"{name}.bias"
+        shape = [1, -1, 1, 1] if len(self.shape) == 3 else [1, -1]
+        self.consts[const] = np.asarray(bias, np.float32).reshape(shape)
+        add = helper.make_node("Add", [f"{name}.out", const], [f"{name}.biased"],
+                               name=f"{name}.bias")
+        self.nodes.append(ir.FloatOp(f"{name}.bias", _Runtime(add, 0, self.consts, self.opset),
+                                     (ir.X,)))
+
+    def conv(self, node, a, where):
+        if len(self.shape) != 3:
+            raise UnsupportedOpError(f"{where} gets {self.shape[0]} features, not a feature map "
+                                     f"[C, H, W].")
+        if node.input[0] != self.running:
+            raise UnsupportedOpError(f"{where}: the input must be the first operand.")
+        w = self.quantized(node, node.input[1])
+        q = np.asarray(w.q)
+        if a.get("group", 1) != 1 or any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise UnsupportedOpError(f"{where}: group {a.get('group', 1)}, dilations "
+                                     f"{a.get('dilations', [1, 1])}; hwgen supports ordinary "
+                                     f"convolutions (group 1, dilation 1).")
+        c, h, wd = self.shape
+        if q.ndim != 4 or q.shape[1] != c:
+            raise UnsupportedOpError(f"{where}: weight of shape {list(q.shape)} does not take "
+                                     f"{c} channels.")
+        kernel = tuple(int(k) for k in q.shape[2:])
+        stride = tuple(int(s) for s in a.get("strides", [1, 1]))
+        pads = self.pads(node, a, kernel, stride, (h, wd), where)
+        name = node.name or node.output[0]
+        if any(pads):
+            self.nodes.append(ir.Pad(f"{name}.pad", pads, 0.0))
+            h, wd = h + pads[0] + pads[2], wd + pads[1] + pads[3]
+        self.nodes.append(ir.Conv(name, q.astype(np.int64), w.scale, w.bits, w.signed, w.narrow,
+                                  stride, weight_bipolar=w.bipolar))
+        self.shape = (q.shape[0], (h - kernel[0]) // stride[0] + 1,
+                      (wd - kernel[1]) // stride[1] + 1)
+        if len(node.input) > 2 and node.input[2]:
+            self.add_bias(node, name, self.const(node, node.input[2], "bias"))
+
+    def pads(self, node, a, kernel, stride, size, where) -> tuple:
+        """``(top, left, bottom, right)`` from ``pads`` or ``auto_pad``."""
+        auto = _text(a.get("auto_pad", "NOTSET"))
+        if auto in ("NOTSET", "VALID"):
+            p = list(a.get("pads", [0, 0, 0, 0])) if auto == "NOTSET" else [0, 0, 0, 0]
+            if len(p) != 4:
+                raise UnsupportedOpError(f"{where}: pads {p} are not 2-D.")
+            return (int(p[0]), int(p[1]), int(p[2]), int(p[3]))
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            total = [max((-(-n // s) - 1) * s + k - n, 0)
+                     for n, k, s in zip(size, kernel, stride, strict=True)]
+            small = [t // 2 for t in total]
+            big = [t - t // 2 for t in total]
+            begin, end = (small, big) if auto == "SAME_UPPER" else (big, small)
+            return (begin[0], begin[1], end[0], end[1])
+        raise UnsupportedOpError(f"{where}: auto_pad {auto} is not supported.")
+
+    def max_pool(self, node, a, where):
+        if len(self.shape) != 3:
+            raise UnsupportedOpError(f"{where} gets {self.shape[0]} features, not a feature "
+                                     f"map [C, H, W].")
+        if len([o for o in node.output if o]) != 1:
+            raise UnsupportedOpError(f"{where}: its indices output is used; hwgen's max-pool "
+                                     f"gives values only.")
+        if a.get("ceil_mode", 0) or any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise UnsupportedOpError(f"{where}: ceil_mode or dilation; hwgen supports floor "
+                                     f"mode without dilation.")
+        kernel = tuple(int(k) for k in a["kernel_shape"])
+        stride = tuple(int(s) for s in a.get("strides", [1, 1]))
+        c, h, w = self.shape
+        pads = self.pads(node, a, kernel, stride, (h, w), where)
+        name = node.name or node.output[0]
+        if any(pads):
+            self.nodes.append(ir.Pad(f"{name}.pad", pads, float("-inf")))
+            h, w = h + pads[0] + pads[2], w + pads[1] + pads[3]
+        self.nodes.append(ir.MaxPool(name, kernel, stride))
+        self.shape = (c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+
+    def flatten(self, node, a, where):
+        n = int(np.prod(self.shape))
+        if node.op_type == "Flatten":
+            if a.get("axis", 1) != 1:
+                raise UnsupportedOpError(f"{where}: axis {a.get('axis')}; hwgen flattens "
+                                         f"everything after the batch dimension (axis 1).")
+        else:
+            target = [int(d) for d in self.const(node, node.input[1], "shape").reshape(-1)]
+            batch = (-1, 0, 1, self.batch)
+            if len(target) != 2 or target[1] not in (n, -1) or target[0] not in batch:
+                shape = ", ".join(map(str, self.shape))
+                raise UnsupportedOpError(f"{where}: reshape of [N, {shape}] to {target}; hwgen "
+                                         f"supports reshapes that flatten to [N, {n}].")
+        self.shape = (n,)
