@@ -231,8 +231,29 @@ class _Reader:
 
     # -- the walk --------------------------------------------------------------------------
 
+    def sorted_nodes(self) -> list:
+        """The nodes in a topological order (ONNX requires one, not every writer keeps it),
+        stable where the file's order already is one."""
+        nodes = list(self.model.graph.node)
+        ready = set(self.consts) | {i.name for i in self.model.graph.input} | {""}
+        done, order = [False] * len(nodes), []
+        while len(order) < len(nodes):
+            progress = False
+            for k, node in enumerate(nodes):
+                if not done[k] and all(n in ready for n in node.input):
+                    done[k] = progress = True
+                    order.append(node)
+                    ready.update(node.output)
+            if not progress:
+                node = next(n for k, n in enumerate(nodes) if not done[k])
+                missing = next(n for n in node.input if n not in ready)
+                raise ModelFileError(f"model {self.name}: {node.op_type} node '{node.name}' "
+                                     f"reads '{missing}', which no node writes (or a cycle); "
+                                     f"the ONNX graph is broken.")
+        return order
+
     def run(self) -> ir.Graph:
-        for node in self.model.graph.node:
+        for node in self.sorted_nodes():
             if node.domain and node.domain not in CUSTOM_DOMAINS and node.domain != "ai.onnx":
                 raise UnsupportedOpError(f"{node.op_type} node '{node.name}' is in domain "
                                          f"'{node.domain}', which hwgen does not know "

@@ -82,15 +82,27 @@ def _run_qonnx(path, x: np.ndarray, wanted, tensors: dict) -> dict:
     try:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.core.onnx_exec import execute_onnx
-        from qonnx.transformation.change_batchsize import ChangeBatchSize
+        from qonnx.transformation.general import SortGraph
         from qonnx.transformation.infer_shapes import InferShapes
     except ImportError:
         from hwgen.compiler.errors import ModelFileError
         raise ModelFileError("checking a QONNX model against its own execution needs qonnx: "
                              "pip install 'hwgen[onnx]'.") from None
     model = ModelWrapper(str(path))
-    # Exports fix the batch size (often 1): set it to the batch, Reshape constants included.
-    model = model.transform(ChangeBatchSize(len(x))).transform(InferShapes())
+    # Exports fix the batch size (often 1): set it to the batch (Reshape constants included,
+    # as qonnx's ChangeBatchSize does) and infer the other shapes again.
+    graph = model.graph
+    graph.input[0].type.tensor_type.shape.dim[0].dim_value = len(x)
+    graph.output[0].type.tensor_type.ClearField("shape")
+    del graph.value_info[:]
+    for node in graph.node:
+        shape = model.get_initializer(node.input[1]) if node.op_type == "Reshape" else None
+        if shape is not None and shape[0] not in (0, -1):
+            shape = shape.copy()
+            shape[0] = len(x)
+            model.set_initializer(node.input[1], shape)
+    # Sorted as the front end reads it: the executor runs nodes in file order.
+    model = model.transform(SortGraph()).transform(InferShapes())
     name = model.graph.input[0].name
     context = execute_onnx(model, {name: x}, return_full_exec_context=True)
     return {n: torch.from_numpy(np.asarray(context[tensors[n]])) for n in wanted}
