@@ -46,7 +46,7 @@ LAYOUT = ("Identity", "Transpose", "Reshape", "Flatten", "Squeeze", "Unsqueeze")
 FLOAT = ("BatchNormalization", "Relu", "Clip", "Add", "Sub", "Mul", "Div")
 SUPPORTED = ("Quant, BipolarQuant, MultiThreshold, Gemm, MatMul, Conv, MaxPool, "
              "BatchNormalization, Relu, Clip, Add/Sub/Mul/Div with a constant, Flatten, "
-             "Reshape (flattening), Transpose (of size-1 axes), Identity")
+             "Reshape (flattening), Transpose (of size-1 axes), Identity, Dropout")
 
 
 def _onnx():
@@ -378,6 +378,8 @@ class _Reader:
                 else:
                     quant = ir.Quant(name, bits, signed, narrow, scale)
             self.nodes.append(quant)
+        elif op == "MultiThreshold":
+            self.multi_threshold(node, a, name, where)
         elif op in ("Gemm", "MatMul"):
             self.linear(node, a, where)
         elif op == "Conv":
@@ -413,6 +415,42 @@ class _Reader:
         else:
             raise UnsupportedOpError(f"{where}: op type {op} is not supported; hwgen supports "
                                      f"{SUPPORTED}.")
+
+    def multi_threshold(self, node, a, name, where):
+        """``out_scale * #{k: x >= T[c, k]} + out_bias``: a quantizer whose levels start at
+        its data type's lowest (``out_bias = lo * out_scale``), or a bipolar one."""
+        if node.input[0] != self.running:
+            raise UnsupportedOpError(f"{where}: its thresholds come from the input.")
+        t = np.asarray(self.const(node, node.input[1], "thresholds"), dtype=np.float32)
+        layout = _text(a.get("data_layout", "NCHW"))
+        if layout not in ("NCHW", "NC"):
+            raise UnsupportedOpError(f"{where}: data layout {layout}; hwgen reads NCHW models "
+                                     f"(channels on axis 1).")
+        c = self.shape[0]
+        if t.ndim != 2 or t.shape[0] not in (1, c):
+            raise UnsupportedOpError(f"{where}: thresholds of shape {list(t.shape)}; QONNX "
+                                     f"needs [{c} or 1, steps] for {c} channels.")
+        dtype = _text(a.get("out_dtype", ""))
+        out_scale, out_bias = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
+        kind = dtype.rstrip("0123456789")
+        bits = int(dtype[len(kind):] or 1)
+        if dtype == "BIPOLAR" and t.shape[1] == 1 and out_scale > 0 and \
+                out_bias == -out_scale / 2:
+            quant = ir.Quant(name, 1, False, False, out_scale / 2, bipolar=True, thresholds=t)
+        elif kind in ("INT", "UINT") and 1 <= bits <= 16 and out_scale > 0:
+            lo, hi = ir.int_range(bits, kind == "INT")
+            if out_bias != lo * out_scale or t.shape[1] > hi - lo:
+                raise QuantizationError(
+                    f"{where}: out_bias {out_bias} and {t.shape[1]} thresholds do not give "
+                    f"{dtype} levels from its lowest ({lo} x out_scale {out_scale}); hwgen "
+                    f"needs out_bias = {lo * out_scale}.")
+            quant = ir.Quant(name, bits, kind == "INT", False, out_scale, thresholds=t)
+        else:
+            raise QuantizationError(f"{where}: out_dtype '{dtype}', out_scale {out_scale}, "
+                                    f"out_bias {out_bias}; hwgen maps INTn/UINTn outputs with a "
+                                    f"positive out_scale, and BIPOLAR with one threshold, "
+                                    f"out_bias = -out_scale/2.")
+        self.nodes.append(quant)
 
     def check_per_channel(self, node, index, where):
         other = next(n for i, n in enumerate(node.input) if i != index)

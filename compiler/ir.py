@@ -3,8 +3,9 @@
 A :class:`Graph` is a chain of nodes applied one after another to a batch ``[N, features]``
 or, for convolutional models, ``[N, C, H, W]`` until the first linear layer:
 
-* :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``), or
-  a binarizer (``bipolar``: ``q = +1`` where ``x >= threshold``, else ``-1``);
+* :class:`Quant`: a per-tensor quantizer (integers ``q`` in ``range``, value ``q * scale``), a
+  binarizer (``bipolar``: ``q = +1`` where ``x >= threshold``, else ``-1``), or a quantizer
+  with explicit per-channel ``thresholds`` (QONNX's ``MultiThreshold``);
 * :class:`Linear`: ``y = x @ (weight * weight_scale).T`` with integer ``weight``;
 * :class:`Conv`: a 2-D convolution with integer ``weight`` (no padding: a :class:`Pad` before
   it carries that);
@@ -51,7 +52,11 @@ X = _Running()
 class Quant:
     """``q = clamp(round_half_even(x / scale), lo, hi)``; the value carried on is ``q * scale``
     (zero points are always 0 in the IR). A ``bipolar`` quantizer (``bits=1``, unsigned: the
-    stream carries a bit) gives ``q = +1`` where ``x >= threshold`` and ``-1`` elsewhere."""
+    stream carries a bit) gives ``q = +1`` where ``x >= threshold`` and ``-1`` elsewhere.
+
+    With ``thresholds`` (float32 ``[C, n]``, or ``[1, n]`` for all channels), the level is the
+    number of channel ``c``'s thresholds ``x`` reaches: ``q = lo + #{k: x >= thresholds[c, k]}``
+    (a bipolar one has one threshold per channel: ``-1`` below it, ``+1`` from it)."""
 
     name: str
     bits: int
@@ -60,6 +65,7 @@ class Quant:
     scale: float
     bipolar: bool = False
     threshold: float = 0.0
+    thresholds: np.ndarray | None = None
 
     @property
     def range(self) -> tuple[int, int]:
@@ -182,7 +188,11 @@ class Graph:
     def __str__(self):
         lines = [f"graph {self.name} (input {self.input_shape}) -> {self.output}"]
         for node in self.nodes:
-            if isinstance(node, Quant) and node.bipolar:
+            if isinstance(node, Quant) and node.thresholds is not None:
+                lines.append(f"  {node.name}: multi-threshold {node.thresholds.shape[1]} "
+                             f"thresholds -> {'bipolar' if node.bipolar else node.bits} "
+                             f"scale={node.scale}")
+            elif isinstance(node, Quant) and node.bipolar:
                 lines.append(f"  {node.name}: bipolar threshold={node.threshold} "
                              f"scale={node.scale}")
             elif isinstance(node, Quant):

@@ -107,6 +107,11 @@ def chain_levels(ops, quant: ir.Quant, scale: float, spatial=None, where: str = 
 
     def levels(acc: np.ndarray) -> np.ndarray:
         y = _run_ops(ops, _chain_input(acc, scale), spatial, where)
+        if quant.thresholds is not None:
+            # MultiThreshold: float32 comparisons, as qonnx's executor makes them.
+            t = np.asarray(quant.thresholds, dtype=np.float32)
+            count = (y.numpy()[:, :, None] >= t[None]).sum(axis=2)
+            return count.astype(np.int64) + (0 if quant.bipolar else quant.range[0])
         with torch.no_grad():
             if quant.bipolar:
                 return (torch.ops.hwgen.bipolar(y, q_scale, threshold) > 0).numpy().astype(
@@ -241,6 +246,10 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
     if not isinstance(first, ir.Quant):
         raise QuantizationError(f"graph {graph.name}: the input is not quantized first; put a "
                                 f"hwgen.nn.QuantIdentity (or BinaryInput) on the input.")
+    if first.thresholds is not None:
+        raise QuantizationError(f"graph {graph.name}: the input is quantized by thresholds "
+                                f"('{first.name}'); the host quantizes the input with a scale, "
+                                f"so quantize it with a Quant node.")
     inp = InputQuant(shape=tuple(graph.input_shape), bits=first.bits, signed=first.signed,
                      narrow=first.narrow, scale=first.scale, zero_point=0.0,
                      bipolar=first.bipolar, threshold=first.threshold)

@@ -226,3 +226,41 @@ def test_files_that_are_not_models_are_refused(tmp_path):
     bad.write_bytes(b"\x00not a protobuf at all")
     with pytest.raises(ModelFileError, match=r"could not be read as an ONNX model|no ONNX"):
         compile_model(bad)
+
+
+@pytest.mark.parametrize("dtype", ["UINT3", "INT2", "BIPOLAR"])
+def test_multi_threshold_activations_agree(tmp_path, dtype):
+    # FINN-style: a MultiThreshold with its own per-channel thresholds as the activation.
+    rng = np.random.default_rng(4)
+    nodes, inits = [], []
+    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
+                 _quant("w1", "w1q", 0.125, 3)):
+        nodes += part[0]
+        inits += part[1]
+    steps, scale, bias = {"UINT3": (7, 0.25, 0.0), "INT2": (3, 0.5, -1.0),
+                          "BIPOLAR": (1, 2.0, -1.0)}[dtype]
+    thresholds = np.sort(rng.normal(size=(12, steps)) * 3, axis=1)
+    inits += [_const("w0", _weights(rng, (16, 12))), _const("w1", _weights(rng, (5, 12))),
+              _const("t", thresholds)]
+    nodes += [
+        helper.make_node("MatMul", ["q0", "w0q"], ["mm"], name="matmul0"),
+        helper.make_node("MultiThreshold", ["mm", "t"], ["a"], name="thresholds", domain=QONNX,
+                         out_dtype=dtype, out_scale=scale, out_bias=bias),
+        helper.make_node("Gemm", ["a", "w1q"], ["y"], name="gemm1", transB=1),
+    ]
+    graph, _, layers, _, agreement = _agreement(_model(tmp_path, nodes, inits, (16,), "y"))
+    assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
+    assert len(np.unique(layers[0])) == steps + 1
+    assert graph.layers[0].out_bipolar == (dtype == "BIPOLAR")
+
+
+def test_a_multi_threshold_with_an_offset_is_refused(tmp_path):
+    path = _hand_mlp(tmp_path)
+    model = onnx.load(str(path))
+    model.graph.initializer.append(_const("t", np.zeros((1, 3))))
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.CopyFrom(helper.make_node("MultiThreshold", ["mm", "t"], ["r"], name="mt",
+                                   domain=QONNX, out_dtype="UINT2", out_bias=1.0))
+    onnx.save(model, str(path))
+    with pytest.raises(QuantizationError, match=r"MultiThreshold node 'mt'.*out_bias 1.0"):
+        compile_model(path)
