@@ -2,6 +2,9 @@
 PyTorch models, and the golden model agrees exactly with qonnx's own executor on every hidden
 activation and logit; bad models get errors that name the node."""
 
+import warnings
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -15,6 +18,7 @@ from hwgen.compiler.frontend_onnx import read
 from hwgen.sim import golden, reference
 
 QONNX = "qonnx.custom_op.general"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _agreement(path, n=400, name=None):
@@ -264,3 +268,15 @@ def test_a_multi_threshold_with_an_offset_is_refused(tmp_path):
     onnx.save(model, str(path))
     with pytest.raises(QuantizationError, match=r"MultiThreshold node 'mt'.*out_bias 1.0"):
         compile_model(path)
+
+
+def test_the_docs_example_exports_compiles_and_agrees(tmp_path, monkeypatch, exported):
+    exported("mlp_w4a4")  # brevitas imported (its import warnings silenced) by models.py
+    code = (DOCS / "qonnx.md").read_text().split("```python\n")[1].split("```")[0]
+    monkeypatch.chdir(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the ONNX exporter's own notices
+        exec(compile(code, "docs/qonnx.md", "exec"), {})
+    graph, _, _, _, agreement = _agreement(tmp_path / "mlp.onnx")
+    assert [layer.name for layer in graph.layers] == ["fc0", "fc1"]
+    assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
