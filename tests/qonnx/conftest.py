@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """``exported(name)``: the path of Brevitas model ``name`` exported to QONNX (once per
-    session)."""
+    session); ``exported("cnn@13")`` exports it at opset 13 with the TorchScript exporter."""
     from models import export
 
     out = tmp_path_factory.mktemp("qonnx")
@@ -19,6 +19,8 @@ def exported(tmp_path_factory):
 
     def get(name):
         if name not in paths:
-            paths[name] = export(name, out / f"{name}.onnx")
+            model, _, opset = name.partition("@")
+            paths[name] = export(model, out / f"{model}{opset}.onnx",
+                                 int(opset) if opset else None)
         return paths[name]
     return get

@@ -125,8 +125,10 @@ def inputs(name: str, n: int, seed: int = 1) -> np.ndarray:
     return (np.random.default_rng(seed).normal(size=(n, *SHAPES[name])) * 4).astype(np.float32)
 
 
-def export(name: str, path) -> Path:
-    """Build, calibrate and export model ``name`` to ``path`` (a .onnx file)."""
+def export(name: str, path, opset: int | None = None) -> Path:
+    """Build, calibrate and export model ``name`` to ``path`` (a .onnx file): with torch's
+    default ONNX exporter (opset 20 here), or with ``opset`` by the older TorchScript exporter
+    (``Flatten``, ``Transpose`` + ``MatMul`` instead of ``Reshape`` and ``Gemm``)."""
     torch.manual_seed(0)
     net = globals()[name]()
     net.train()
@@ -144,7 +146,8 @@ def export(name: str, path) -> Path:
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_qonnx(net, torch.from_numpy(inputs(name, 1)), export_path=str(path))
+        options = {} if opset is None else {"opset_version": opset, "dynamo": False}
+        export_qonnx(net, torch.from_numpy(inputs(name, 1)), export_path=str(path), **options)
     return path
 
 
