@@ -60,11 +60,11 @@ def _onnx():
 
 @dataclass
 class _QConst:
-    """A quantized constant: integers ``q`` (float array), its per-tensor ``scale`` and
-    quantizer."""
+    """A quantized constant: integers ``q`` (float array), its ``scale`` (an array of the same
+    shape: layout ops move it with ``q``) and quantizer."""
 
     q: np.ndarray
-    scale: float
+    scale: np.ndarray
     bits: int
     signed: bool
     narrow: bool
@@ -114,8 +114,8 @@ def _scalar(value, what: str, where: str) -> float:
         if not np.all(flat == flat[0]):
             raise QuantizationError(
                 f"{where}: the {what} has {value.size} different values (per channel); hwgen "
-                f"needs one per tensor: quantize with a per-tensor quantizer (Brevitas: "
-                f"scaling_per_output_channel=False, e.g. Int8WeightPerTensorFixedPoint).")
+                f"needs one per tensor here: quantize activations with a per-tensor quantizer "
+                f"(Brevitas: Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint).")
     return float(value.reshape(-1)[0])
 
 
@@ -298,21 +298,21 @@ class _Reader:
             bits, signed, narrow = self.bit_width(node, bits), bool(a.get("signed", 1)), \
                 bool(a.get("narrow", 0))
             self.check_rounding(node, a)
-            s = _scalar(scale, "weight scale", self.where(node))
+            s = np.broadcast_to(np.asarray(scale, np.float32), np.shape(x))
             if bits == 1 and signed:
-                q = np.where(np.asarray(x, np.float32) / np.float32(s) >= 0, 1.0, -1.0)
+                q = np.where(np.asarray(x, np.float32) / s >= 0, 1.0, -1.0)
                 self.qconsts[node.output[0]] = _QConst(q, s, 1, True, False, bipolar=True)
             else:
                 q = _int_quant(x, scale, bits, signed, narrow)
                 self.qconsts[node.output[0]] = _QConst(q, s, bits, signed, narrow)
-            self.consts[node.output[0]] = (q * np.float32(s)).astype(np.float32)
+            self.consts[node.output[0]] = (q * s).astype(np.float32)
             return
         if op == "BipolarQuant":
             x, scale = (self.consts[n] for n in node.input[:2])
-            s = _scalar(scale, "weight scale", self.where(node))
+            s = np.broadcast_to(np.asarray(scale, np.float32), np.shape(x))
             q = np.where(np.asarray(x, np.float32) >= 0, 1.0, -1.0)
             self.qconsts[node.output[0]] = _QConst(q, s, 1, True, False, bipolar=True)
-            self.consts[node.output[0]] = (q * np.float32(s)).astype(np.float32)
+            self.consts[node.output[0]] = (q * s).astype(np.float32)
             return
         if node.domain in CUSTOM_DOMAINS:
             raise UnsupportedOpError(f"{node.op_type} node '{node.name}' (custom op on "
@@ -329,12 +329,14 @@ class _Reader:
             self.consts[name] = np.asarray(value)
         source = node.input[0] if node.input else ""
         if op in LAYOUT and source in self.qconsts:
-            # The integers move with the values.
+            # The integers and their scales move with the values.
             qc = self.qconsts[source]
-            feeds[source] = qc.q.astype(np.float32)
-            q = ReferenceEvaluator(node).run(None, feeds)[0]
-            self.qconsts[node.output[0]] = _QConst(np.asarray(q), qc.scale, qc.bits, qc.signed,
-                                                   qc.narrow, qc.bipolar)
+            moved = []
+            for part in (qc.q, qc.scale):
+                feeds[source] = np.ascontiguousarray(part, np.float32)
+                moved.append(np.asarray(ReferenceEvaluator(node).run(None, feeds)[0]))
+            self.qconsts[node.output[0]] = _QConst(*moved, qc.bits, qc.signed, qc.narrow,
+                                                   qc.bipolar)
 
     def check_zero(self, node, zero):
         if np.any(np.asarray(zero) != 0):
@@ -470,27 +472,38 @@ class _Reader:
         if node.input[0] != self.running:
             raise UnsupportedOpError(f"{where}: the input must be the first operand.")
         w = self.quantized(node, node.input[1])
-        q = np.asarray(w.q)
+        q, scale = np.asarray(w.q), np.asarray(w.scale)
         bias = None
         if node.op_type == "Gemm":
             if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or \
                     (len(node.input) > 2 and node.input[2] and a.get("beta", 1.0) != 1.0):
                 raise UnsupportedOpError(f"{where}: transA, alpha or beta other than "
                                          f"(0, 1, 1); hwgen maps y = x @ W.T + b.")
-            q = q if a.get("transB", 0) else q.T
+            if not a.get("transB", 0):
+                q, scale = q.T, scale.T
             if len(node.input) > 2 and node.input[2]:
                 bias = self.const(node, node.input[2], "bias")
         else:
-            q = q.T
+            q, scale = q.T, scale.T
         if q.ndim != 2 or q.shape[1] != self.shape[0]:
             raise UnsupportedOpError(f"{where}: weight of shape {list(q.shape)} does not take "
                                      f"{self.shape[0]} features.")
         name = node.name or node.output[0]
-        self.nodes.append(ir.Linear(name, q.astype(np.int64), w.scale, w.bits, w.signed,
-                                    w.narrow, weight_bipolar=w.bipolar))
+        self.nodes.append(ir.Linear(name, q.astype(np.int64), self.row_scale(scale, where),
+                                    w.bits, w.signed, w.narrow, weight_bipolar=w.bipolar))
         self.shape = (q.shape[0],)
         if bias is not None:
             self.add_bias(node, name, bias.reshape(-1))
+
+    def row_scale(self, scale, where):
+        """The weight scale of ``[out, ...]`` weights: one number, or one per output channel."""
+        rows = scale.reshape(len(scale), -1)
+        if not np.all(rows == rows[:, :1]):
+            raise QuantizationError(
+                f"{where}: the weight scale varies along the input features; hwgen takes one "
+                f"scale per tensor or per output channel.")
+        per_row = rows[:, 0].astype(np.float64)
+        return float(per_row[0]) if np.all(per_row == per_row[0]) else per_row
 
     def add_bias(self, node, name, bias):
         from onnx import helper
@@ -525,7 +538,8 @@ class _Reader:
         if any(pads):
             self.nodes.append(ir.Pad(f"{name}.pad", pads, 0.0))
             h, wd = h + pads[0] + pads[2], wd + pads[1] + pads[3]
-        self.nodes.append(ir.Conv(name, q.astype(np.int64), w.scale, w.bits, w.signed, w.narrow,
+        scale = self.row_scale(np.asarray(w.scale).reshape(len(q), -1), where)
+        self.nodes.append(ir.Conv(name, q.astype(np.int64), scale, w.bits, w.signed, w.narrow,
                                   stride, weight_bipolar=w.bipolar))
         self.shape = (q.shape[0], (h - kernel[0]) // stride[0] + 1,
                       (wd - kernel[1]) // stride[1] + 1)

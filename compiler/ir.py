@@ -78,11 +78,12 @@ class Quant:
 @dataclass(eq=False)
 class Linear:
     """``y = x @ (weight * weight_scale).T``; ``weight`` holds the integers of the weight
-    quantizer (``[out_features, in_features]``)."""
+    quantizer (``[out_features, in_features]``), ``weight_scale`` is one number or one per
+    output feature."""
 
     name: str
     weight: np.ndarray
-    weight_scale: float
+    weight_scale: float | np.ndarray
     weight_bits: int
     weight_signed: bool
     weight_narrow: bool
@@ -101,11 +102,12 @@ class Linear:
 @dataclass(eq=False)
 class Conv:
     """``y = conv2d(x, weight * weight_scale, stride)`` without padding; ``weight`` holds the
-    integers of the weight quantizer (``[out_channels, in_channels, kh, kw]``)."""
+    integers of the weight quantizer (``[out_channels, in_channels, kh, kw]``);
+    ``weight_scale`` is one number or one per output channel."""
 
     name: str
     weight: np.ndarray
-    weight_scale: float
+    weight_scale: float | np.ndarray
     weight_bits: int
     weight_signed: bool
     weight_narrow: bool

@@ -398,15 +398,24 @@ def _mvau(name, prev: ir.Quant, lin, weights, ops, quant, output, meta, spatial=
     ``[out, in]`` integer matrix in stream order, and the scale of its outputs."""
     xlo, xhi = prev.range
     pixels = spatial[0] * spatial[1] if spatial else 1
-    scale = prev.scale * lin.weight_scale
+    # One number, or one per output channel (per-channel weight scales).
+    scale = prev.scale * (lin.weight_scale if np.isscalar(lin.weight_scale) else
+                          np.asarray(lin.weight_scale, dtype=np.float64))
     acc_lo, acc_hi = acc_range(weights, xlo, xhi)
     bits = acc_bits(acc_lo, acc_hi)
     if bits - 1 > 24:
         meta["notes"].append(f"{name}: accumulators exceed 2**24, so the float32 model is not "
                              f"exact; PyTorch and the integer model may differ")
+    if quant is None and not np.isscalar(scale):
+        raise QuantizationError(
+            f"layer {name}: '{lin.name}' has one weight scale per output channel, so its "
+            f"integer logits are on different grids and neither they nor their argmax stand "
+            f"for the model's; quantize the last layer's weights per tensor (Brevitas: "
+            f"Int8WeightPerTensorFixedPoint).")
     for s, what in ((prev.scale, prev.name), (lin.weight_scale, lin.name)):
-        if np.frexp(s)[0] == 0.5:
+        if np.all(np.frexp(s)[0] == 0.5):
             continue
+        s = s if np.isscalar(s) else np.asarray(s)[np.frexp(s)[0] != 0.5][0]
         if quant is None:
             # Logits are acc * s_in * s_w; only power-of-two scales keep the source model's
             # float logits on that integer grid.

@@ -7,7 +7,8 @@ activation scales, then batch-norm statistics are drawn at random, negative scal
 so every folding path is taken) and exported with ``brevitas.export.export_qonnx``. Scales are
 powers of two (Brevitas' ``*FixedPoint`` quantizers, constant 1.0 for binary ones), as FINN's
 examples use and as integer logits need. ``float_default`` is the same MLP with Brevitas'
-default float scales on its hidden layer.
+default float scales on its hidden layer, ``per_channel`` a CNN with per-channel weight scales,
+and ``per_channel_logits`` an MLP that has them on its last layer (refused).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ with warnings.catch_warnings():  # brevitas warns about optional kernels on impo
 
 #: Input shape of each model (one sample).
 SHAPES = {"mlp_w4a4": (64,), "binary_mlp": (64,), "cnn": (1, 8, 8), "float_default": (64,),
-          "per_channel": (64,)}
+          "per_channel": (1, 8, 8), "per_channel_logits": (64,)}
 
 
 def _act(bits, signed=True):
@@ -112,7 +113,24 @@ def float_default():
 
 
 def per_channel():
-    """An MLP with per-channel weight scales (hwgen refuses them)."""
+    """A CNN with per-channel (float) weight scales on its convolution and hidden linear
+    layer."""
+    return nn.Sequential(
+        qnn.QuantIdentity(**_act(4)),
+        qnn.QuantConv2d(1, 8, 3, bias=False, weight_quant=Int8WeightPerChannelFloat,
+                        weight_bit_width=4),
+        nn.BatchNorm2d(8),
+        qnn.QuantReLU(**_act(4, signed=False)),
+        nn.Flatten(),
+        qnn.QuantLinear(288, 16, bias=False, weight_quant=Int8WeightPerChannelFloat,
+                        weight_bit_width=4),
+        qnn.QuantReLU(**_act(4, signed=False)),
+        qnn.QuantLinear(16, 10, bias=False, **_weight(4)),
+    )
+
+
+def per_channel_logits():
+    """An MLP whose last layer has per-channel weight scales (hwgen refuses it)."""
     return nn.Sequential(
         qnn.QuantIdentity(**_act(4)),
         qnn.QuantLinear(64, 10, bias=False, weight_quant=Int8WeightPerChannelFloat,

@@ -90,9 +90,18 @@ def test_default_float_scales_compile_with_a_note_and_still_agree(exported):
     assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
 
 
-def test_per_channel_weight_scales_are_refused(exported):
-    with pytest.raises(QuantizationError, match=r"per channel.*per-tensor quantizer"):
-        compile_model(exported("per_channel"))
+def test_per_channel_weight_scales_compile_and_agree(exported):
+    graph, _, _, _, agreement = _agreement(exported("per_channel"), name="per_channel")
+    assert [layer.name for layer in graph.layers] == ["conv0_window", "conv0", "fc0", "fc1"]
+    assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
+    source = read(exported("per_channel"))
+    assert len(np.unique(source.nodes[1].weight_scale)) > 1  # the convolution's
+
+
+def test_per_channel_weight_scales_on_the_logits_are_refused(exported):
+    with pytest.raises(QuantizationError, match=r"layer fc0: .* one weight scale per output "
+                                                r"channel.*per tensor"):
+        compile_model(exported("per_channel_logits"))
 
 
 # Hand-written QONNX graphs: every supported op, and the errors.
