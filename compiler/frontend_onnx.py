@@ -295,7 +295,7 @@ class _Reader:
         if op == "Quant":
             x, scale, zero, bits = (self.consts[n] for n in node.input[:4])
             self.check_zero(node, zero)
-            bits, signed, narrow = self.bit_width(node, bits), bool(a.get("signed", 1)), \
+            bits, signed, narrow = self.bit_width(node, bits, 32), bool(a.get("signed", 1)), \
                 bool(a.get("narrow", 0))
             self.check_rounding(node, a)
             s = np.broadcast_to(np.asarray(scale, np.float32), np.shape(x))
@@ -349,11 +349,13 @@ class _Reader:
             raise QuantizationError(f"{self.where(node)}: rounding mode {mode}; hwgen's "
                                     f"quantizers round half to even (ROUND).")
 
-    def bit_width(self, node, bits) -> int:
+    def bit_width(self, node, bits, most: int = 16) -> int:
+        """A quantizer's bit width: at most 16 on the data (hardware), 32 on constants
+        (biases)."""
         b = _scalar(bits, "bit width", self.where(node))
-        if b != int(b) or not 1 <= b <= 16:
+        if b != int(b) or not 1 <= b <= most:
             raise QuantizationError(f"{self.where(node)}: bit width {b} is not an integer from "
-                                    f"1 to 16.")
+                                    f"1 to {most}.")
         return int(b)
 
     def lower(self, node):

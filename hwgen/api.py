@@ -402,6 +402,10 @@ def _quantize(model: Path, options: BuildOptions, out: Path):
         raise ModelFileError("post-training quantization needs both --bits (e.g. w4a4) and "
                              "--calibrate X.npy (float input vectors to calibrate on)")
     weight_bits, act_bits = ptq.parse_bits(options.bits)
+    if Path(model).suffix.lower() == ".onnx":
+        raise ModelFileError(f"'{model}' is an ONNX model; --bits/--calibrate quantize a float "
+                             f"torch.export model (.pt2). A QONNX model is quantized already: "
+                             f"build it without --bits and --calibrate.")
     ep = load_program(model, allow_pickle=options.allow_pickle)
     calibration = _load_npy(Path(options.calibrate), "--calibrate")
     quantized, chosen = ptq.quantize(ep, calibration, weight_bits, act_bits)

@@ -43,3 +43,10 @@ def test_corrupted_weight_of_a_qonnx_model_fails(tmp_path, exported):
     assert run.returncode == 1, run.stdout + run.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["verification"]["mismatches"] > 0
+
+
+def test_bits_on_a_qonnx_model_is_refused(tmp_path, exported):
+    run = hwgen("verify", exported("mlp_w4a4"), "--bits", "w4a4", "--calibrate",
+                exported("mlp_w4a4"), "--out", tmp_path / "build")
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "is an ONNX model" in run.stderr and "without --bits" in run.stderr
