@@ -71,6 +71,9 @@ EXAMPLES = {
     "digits_cnn_w2a2": Example("examples/digits_cnn_w2a2.pt", digits_all,
                                boards=("icebreaker",)),
     "mnist_cnn_w2a2": Example("examples/mnist_cnn_w2a2.pt", mnist_test, boards=("icebreaker",)),
+    # The QONNX route (docs/qonnx.md): digits_mlp_w4a4's network trained with Brevitas.
+    "digits_mlp_w4a4_brevitas": Example("examples/digits_mlp_w4a4_brevitas.onnx", digits_all,
+                                        boards=("icebreaker",)),
 }
 #: A pruned example -> its dense twin, built for the same boards in the same run.
 TWINS = {"digits_mlp_w4a4_pruned75": "digits_mlp_w4a4",
@@ -78,8 +81,11 @@ TWINS = {"digits_mlp_w4a4_pruned75": "digits_mlp_w4a4",
          "digits_mlp_w4a4_neurons50": "digits_mlp_w4a4"}
 
 
-def torch_rate(model: Path, x: np.ndarray) -> dict:
-    """PyTorch CPU inference of the exported model: frames/s batched and one at a time."""
+def torch_rate(model: Path, x: np.ndarray) -> dict | None:
+    """PyTorch CPU inference of the exported model: frames/s batched and one at a time (None
+    for a QONNX model: there is no PyTorch program to time)."""
+    if model.suffix == ".onnx":
+        return None
     import hwgen.nn  # noqa: F401  (registers the quantizer op)
     with open(model, "rb") as file:  # a file object: torch warns about a .pt path
         program = torch.export.load(file)
@@ -133,7 +139,7 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
             if mem["purpose"] in ("weights", "columns"):
                 weight_bits[mem["style"]] = (weight_bits.get(mem["style"], 0)
                                              + mem["width"] * mem["depth"])
-    held_out = ROOT / model.replace(".pt", ".json")
+    held_out = (ROOT / model).with_suffix(".json")
     return {
         "example": name, "board": board, "device": warm["device"],
         "bound_cycles_per_frame": warm["bound_cycles_per_frame"],
@@ -161,8 +167,8 @@ def bench_one(name: str, board: str, out_root: Path) -> dict:
         "vectors_per_s": round(ver["vectors"] * len(ver["phases"]) / sim_wall, 1),
         "sim_cycles_per_s": round(sim_cycles / sim_wall),
         "torch": rate,
-        "fps_vs_torch_batch1": round(warm["fps"] / rate["batch1_fps"], 2),
-        "fps_vs_torch_batched": round(warm["fps"] / rate["batched_fps"], 3),
+        "fps_vs_torch_batch1": rate and round(warm["fps"] / rate["batch1_fps"], 2),
+        "fps_vs_torch_batched": rate and round(warm["fps"] / rate["batched_fps"], 3),
     }
 
 
@@ -394,12 +400,14 @@ def markdown(results: dict) -> str:
               "batched) | accelerator / PyTorch batch 1 | accelerator / PyTorch batched |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in results["rows"]:
+        rate = r["torch"]
+        cpu = (f"{rate['batch1_fps']:,.0f} / {rate['batched_fps']:,.0f} | "
+               f"{r['fps_vs_torch_batch1']}x | {r['fps_vs_torch_batched']}x" if rate else
+               "- (a QONNX model) | - | -")
         lines.append(
             f"| {r['example']} | {r['vectors']} | {r['stall_fraction']:.2f} | "
             f"{r['verify_wall_s']:.1f} | {r['vectors_per_s']:,.0f} | "
-            f"{r['sim_cycles_per_s']:,} | {r['torch']['batch1_fps']:,.0f} / "
-            f"{r['torch']['batched_fps']:,.0f} | {r['fps_vs_torch_batch1']}x | "
-            f"{r['fps_vs_torch_batched']}x |")
+            f"{r['sim_cycles_per_s']:,} | {cpu} |")
     lines += ["", "## `hwgen verify` (no synthesis), every vector", "",
               "What `hwgen verify` runs (`hwgen.api.build` without the bitstream), called in "
               "this process: the `hwgen verify` command adds about 3 s of Python imports "
