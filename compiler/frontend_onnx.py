@@ -98,6 +98,11 @@ def read(path) -> ir.Graph:
     return graph
 
 
+def _label(node) -> str:
+    """A node's name, or its first output's where the file leaves the name empty."""
+    return node.name or (node.output[0] if node.output else node.op_type)
+
+
 def _attrs(node) -> dict:
     from onnx import helper
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
@@ -131,7 +136,7 @@ class _Runtime:
     ``index``), its other inputs fed as constants: exactly how qonnx's executor runs it."""
 
     def __init__(self, node, index: int, consts: dict, opset: int):
-        onnx = _onnx()
+        _onnx()
         from onnx import TensorProto, helper
         try:
             import onnxruntime
@@ -149,7 +154,6 @@ class _Runtime:
                    for name in node.output if name]
         model = helper.make_model(helper.make_graph([node], "single-node-exec", inputs, outputs),
                                   opset_imports=[helper.make_opsetid("", opset)])
-        model.ir_version = min(model.ir_version, onnx.IR_VERSION)
         self.session = onnxruntime.InferenceSession(model.SerializeToString(),
                                                     providers=["CPUExecutionProvider"])
 
@@ -197,7 +201,10 @@ class _Reader:
         self.batch = shape[0]
         self.input_name = self.running = inputs[0].name
         self.last = ""
-        self.shape = self.input_shape  # of one sample: (C, H, W) or (features,)
+        # The running tensor's shape for one sample, as ONNX has it, and as the IR evaluates it:
+        # after a Flatten (or a Transpose of size-1 axes) of a feature map the IR keeps the map
+        # until the next linear layer, so only per-tensor ops may come in between.
+        self.shape = self.ir_shape = self.input_shape
         self.prev = "the graph input"
         self.nodes: list = []
         self.tensors: dict[str, str] = {}
@@ -205,7 +212,7 @@ class _Reader:
     # -- helpers ---------------------------------------------------------------------------
 
     def where(self, node) -> str:
-        name = f"{node.op_type} node '{node.name or node.output[0]}'"
+        name = f"{node.op_type} node '{_label(node)}'"
         inputs = [n for n in node.input if n]
         return name if all(n in self.consts for n in inputs) else f"{name} (after {self.prev})"
 
@@ -218,15 +225,17 @@ class _Reader:
     def quantized(self, node, name: str) -> _QConst:
         if name not in self.qconsts:
             raise QuantizationError(f"{self.where(node)}: its weight '{name}' is not quantized "
-                                    f"(no Quant or BipolarQuant node on it); quantize the "
-                                    f"weights (Brevitas: QuantLinear / QuantConv2d).")
+                                    f"(no Quant or BipolarQuant node on it, or one that reaches "
+                                    f"it through an op other than {', '.join(LAYOUT)}); "
+                                    f"quantize the weights (Brevitas: QuantLinear / "
+                                    f"QuantConv2d).")
         return self.qconsts[name]
 
     def float_op(self, node, index: int = 0):
         if len([o for o in node.output if o]) != 1:
             raise UnsupportedOpError(f"{self.where(node)}: uses more than one output; "
                                      f"export the model in inference mode.")
-        self.nodes.append(ir.FloatOp(node.name or node.output[0],
+        self.nodes.append(ir.FloatOp(_label(node),
                                      _Runtime(node, index, self.consts, self.opset), (ir.X,)))
 
     # -- the walk --------------------------------------------------------------------------
@@ -247,7 +256,7 @@ class _Reader:
             if not progress:
                 node = next(n for k, n in enumerate(nodes) if not done[k])
                 missing = next(n for n in node.input if n not in ready)
-                raise ModelFileError(f"model {self.name}: {node.op_type} node '{node.name}' "
+                raise ModelFileError(f"model {self.name}: {node.op_type} node '{_label(node)}' "
                                      f"reads '{missing}', which no node writes (or a cycle); "
                                      f"the ONNX graph is broken.")
         return order
@@ -255,7 +264,7 @@ class _Reader:
     def run(self) -> ir.Graph:
         for node in self.sorted_nodes():
             if node.domain and node.domain not in CUSTOM_DOMAINS and node.domain != "ai.onnx":
-                raise UnsupportedOpError(f"{node.op_type} node '{node.name}' is in domain "
+                raise UnsupportedOpError(f"{node.op_type} node '{_label(node)}' is in domain "
                                          f"'{node.domain}', which hwgen does not know "
                                          f"(QONNX custom ops are in "
                                          f"'qonnx.custom_op.general').")
@@ -272,15 +281,15 @@ class _Reader:
                     f"computed from the input too; hwgen compiles chains of layers (no "
                     f"branches or residual connections).")
             self.lower(node)
-            self.prev = f"{node.op_type} node '{node.name or node.output[0]}'"
+            self.prev = f"{node.op_type} node '{_label(node)}'"
             self.running = node.output[0]
-            self.last = node.name or node.output[0]
+            self.last = _label(node)
             self.tensors[self.last] = self.running
         output = self.model.graph.output[0].name
         if output != self.running:
             stuck = next((n for n in self.model.graph.node
                           if any(i == self.running for i in n.input)), None)
-            hint = (f"; {stuck.op_type} node '{stuck.name}' reads it" if stuck else "")
+            hint = (f"; {stuck.op_type} node '{_label(stuck)}' reads it" if stuck else "")
             raise UnsupportedOpError(f"model {self.name}: the chain from the input ends at "
                                      f"'{self.running}' (after {self.prev}), not at the output "
                                      f"'{output}'{hint}; hwgen compiles one chain of layers.")
@@ -295,8 +304,7 @@ class _Reader:
         if op == "Quant":
             x, scale, zero, bits = (self.consts[n] for n in node.input[:4])
             self.check_zero(node, zero)
-            bits, signed, narrow = self.bit_width(node, bits, 32), bool(a.get("signed", 1)), \
-                bool(a.get("narrow", 0))
+            bits, (signed, narrow) = self.bit_width(node, bits, 32), self.sign(node, a)
             self.check_rounding(node, a)
             s = np.broadcast_to(np.asarray(scale, np.float32), np.shape(x))
             if bits == 1 and signed:
@@ -315,16 +323,15 @@ class _Reader:
             self.consts[node.output[0]] = (q * s).astype(np.float32)
             return
         if node.domain in CUSTOM_DOMAINS:
-            raise UnsupportedOpError(f"{node.op_type} node '{node.name}' (custom op on "
-                                     f"constants) is not supported; hwgen supports "
-                                     f"{SUPPORTED}.")
+            raise UnsupportedOpError(f"{self.where(node)} (a custom op on constants) is not "
+                                     f"supported; hwgen supports {SUPPORTED}.")
         from onnx.reference import ReferenceEvaluator
         feeds = {n: self.consts[n] for n in node.input if n}
         try:
             outs = ReferenceEvaluator(node).run(None, feeds)
         except Exception as error:
-            raise UnsupportedOpError(f"{node.op_type} node '{node.name}' on constants could not "
-                                     f"be evaluated ({type(error).__name__}: {error}).") from error
+            raise UnsupportedOpError(f"{self.where(node)} on constants could not be evaluated "
+                                     f"({type(error).__name__}: {error}).") from error
         for name, value in zip(node.output, outs, strict=False):
             self.consts[name] = np.asarray(value)
         source = node.input[0] if node.input else ""
@@ -353,15 +360,27 @@ class _Reader:
         """A quantizer's bit width: at most 16 on the data (hardware), 32 on constants
         (biases)."""
         b = _scalar(bits, "bit width", self.where(node))
-        if b != int(b) or not 1 <= b <= most:
-            raise QuantizationError(f"{self.where(node)}: bit width {b} is not an integer from "
-                                    f"1 to {most}.")
+        if b != int(b) or b < 1:
+            raise QuantizationError(f"{self.where(node)}: bit width {b} is not a positive "
+                                    f"integer.")
+        if b > most:
+            raise QuantizationError(f"{self.where(node)}: {int(b)}-bit "
+                                    f"{'activations' if most == 16 else 'constants'}; hwgen "
+                                    f"takes at most {most} bits here: quantize to fewer.")
         return int(b)
+
+    def sign(self, node, a) -> tuple[bool, bool]:
+        """``signed`` and ``narrow`` of a ``Quant`` (required attributes, as in qonnx)."""
+        missing = [k for k in ("signed", "narrow") if k not in a]
+        if missing:
+            raise QuantizationError(f"{self.where(node)}: no '{missing[0]}' attribute; QONNX's "
+                                    f"Quant needs signed and narrow (Brevitas writes both).")
+        return bool(a["signed"]), bool(a["narrow"])
 
     def lower(self, node):
         op = node.op_type
         a = _attrs(node)
-        name = node.name or node.output[0]
+        name = _label(node)
         where = self.where(node)
         if op in ("Quant", "BipolarQuant"):
             if node.input[0] != self.running:
@@ -376,7 +395,7 @@ class _Reader:
                 self.check_zero(node, self.const(node, node.input[2], "zero point"))
                 self.check_rounding(node, a)
                 bits = self.bit_width(node, self.const(node, node.input[3], "bit width"))
-                signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+                signed, narrow = self.sign(node, a)
                 if bits == 1 and signed:  # qonnx: a 1-bit signed Quant is bipolar
                     quant = ir.Quant(name, 1, False, False, scale, bipolar=True)
                 else:
@@ -400,22 +419,28 @@ class _Reader:
                                          f"maps constant {op.lower()}s of the form x {op} c.")
             if op in ("BatchNormalization", "Clip") and index != 0:
                 raise UnsupportedOpError(f"{where}: its parameters come from the input.")
-            if len(self.shape) == 3 and op in ("Add", "Sub", "Mul", "Div"):
-                self.check_per_channel(node, index, where)
+            for i, other in enumerate(node.input):
+                if other and i != index:
+                    self.check_constant(node, other, where)
             self.float_op(node, index)
         elif op in ("Flatten", "Reshape"):
             self.flatten(node, a, where)
         elif op == "Transpose":
-            perm = a.get("perm", list(range(len(self.shape) + 1))[::-1])
-            full = (1, *self.shape)
+            full = ("N", *self.shape)
+            perm = list(a.get("perm", range(len(full))[::-1]))
             moved = [full[p] for p in perm]
-            if [d for d in moved if d != 1] != [d for d in full if d != 1]:
-                raise UnsupportedOpError(f"{where}: permutation {list(perm)} of shape "
-                                         f"{list(full)} moves data; hwgen supports transposes "
-                                         f"that only move size-1 axes.")
+            if perm[0] != 0 or [d for d in moved if d != 1] != [d for d in full if d != 1]:
+                raise UnsupportedOpError(f"{where}: permutation {perm} of shape {list(full)} "
+                                         f"moves data; hwgen supports transposes that only "
+                                         f"move size-1 axes.")
             self.shape = tuple(moved[1:])
-        elif op == "Identity" or (op == "Dropout" and len(node.input) < 3):
+        elif op == "Identity":
             pass
+        elif op == "Dropout":
+            mode = node.input[2] if len(node.input) > 2 and node.input[2] else None
+            if mode and np.any(self.const(node, mode, "training_mode")):
+                raise UnsupportedOpError(f"{where} is in training mode; export the model with "
+                                         f"model.eval().")
         else:
             raise UnsupportedOpError(f"{where}: op type {op} is not supported; hwgen supports "
                                      f"{SUPPORTED}.")
@@ -425,7 +450,10 @@ class _Reader:
         its data type's lowest (``out_bias = lo * out_scale``), or a bipolar one."""
         if node.input[0] != self.running:
             raise UnsupportedOpError(f"{where}: its thresholds come from the input.")
-        t = np.asarray(self.const(node, node.input[1], "thresholds"), dtype=np.float32)
+        # Kept in their own type: qonnx compares in it (float64 thresholds in float64).
+        t = np.asarray(self.const(node, node.input[1], "thresholds"))
+        if not np.issubdtype(t.dtype, np.floating):
+            t = t.astype(np.float32)
         layout = _text(a.get("data_layout", "NCHW"))
         if layout not in ("NCHW", "NC"):
             raise UnsupportedOpError(f"{where}: data layout {layout}; hwgen reads NCHW models "
@@ -434,6 +462,8 @@ class _Reader:
         if t.ndim != 2 or t.shape[0] not in (1, c):
             raise UnsupportedOpError(f"{where}: thresholds of shape {list(t.shape)}; QONNX "
                                      f"needs [{c} or 1, steps] for {c} channels.")
+        if t.shape[0] != 1 and self.shape != self.ir_shape:
+            raise UnsupportedOpError(self.not_per_channel(where, "per-feature thresholds"))
         dtype = _text(a.get("out_dtype", ""))
         out_scale, out_bias = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
         kind = dtype.rstrip("0123456789")
@@ -443,29 +473,46 @@ class _Reader:
             quant = ir.Quant(name, 1, False, False, out_scale / 2, bipolar=True, thresholds=t)
         elif kind in ("INT", "UINT") and 1 <= bits <= 16 and out_scale > 0:
             lo, hi = ir.int_range(bits, kind == "INT")
-            if out_bias != lo * out_scale or t.shape[1] > hi - lo:
+            # FINN writes signed narrow ranges (from -2^(b-1) + 1) as well.
+            narrow = kind == "INT" and out_bias == (lo + 1) * out_scale
+            if out_bias != (lo + narrow) * out_scale or t.shape[1] > hi - lo - narrow:
                 raise QuantizationError(
                     f"{where}: out_bias {out_bias} and {t.shape[1]} thresholds do not give "
                     f"{dtype} levels from its lowest ({lo} x out_scale {out_scale}); hwgen "
-                    f"needs out_bias = {lo * out_scale}.")
-            quant = ir.Quant(name, bits, kind == "INT", False, out_scale, thresholds=t)
+                    f"needs out_bias = {lo * out_scale}"
+                    + (f" (or {(lo + 1) * out_scale}, narrow)" if kind == "INT" else "") + ".")
+            quant = ir.Quant(name, bits, kind == "INT", narrow, out_scale, thresholds=t)
         else:
             raise QuantizationError(f"{where}: out_dtype '{dtype}', out_scale {out_scale}, "
-                                    f"out_bias {out_bias}; hwgen maps INTn/UINTn outputs with a "
-                                    f"positive out_scale, and BIPOLAR with one threshold, "
-                                    f"out_bias = -out_scale/2.")
+                                    f"out_bias {out_bias}; hwgen maps INTn/UINTn outputs of 1 to "
+                                    f"16 bits with a positive out_scale, and BIPOLAR with one "
+                                    f"threshold, out_bias = -out_scale/2.")
         self.nodes.append(quant)
 
-    def check_per_channel(self, node, index, where):
-        other = next(n for i, n in enumerate(node.input) if i != index)
-        value = np.asarray(self.consts[other])
+    def not_per_channel(self, where, what) -> str:
+        return (f"{where}: {what} after the feature map {list(self.ir_shape)} was flattened "
+                f"(or transposed) to {list(self.shape)}; hwgen applies the float ops between a "
+                f"convolution and its quantizer per channel of the map: apply it before the "
+                f"Flatten.")
+
+    def check_constant(self, node, name, where):
+        """A float op's constant operand: a scalar, or one value per channel (feature) of the
+        running tensor, shaped so that ONNX broadcasts it along that axis."""
+        value = np.asarray(self.const(node, name, "operand"))
+        batch_norm = (node.op_type == "BatchNormalization" and value.shape == self.shape[:1]
+                      and self.shape == self.ir_shape)
+        if value.size == 1 or batch_norm:
+            return
+        if self.shape != self.ir_shape:
+            raise UnsupportedOpError(self.not_per_channel(where, f"constant '{name}' of shape "
+                                                                 f"{list(value.shape)}"))
         c = self.shape[0]
-        ok = value.size == 1 or (value.ndim >= 3 and value.shape[-2:] == (1, 1)
-                                 and value.size == c)
-        if not ok:
-            raise UnsupportedOpError(f"{where}: constant '{other}' of shape {list(value.shape)} "
-                                     f"on a [{c}, H, W] feature map is not per channel; hwgen "
-                                     f"needs a scalar or a [{c}, 1, 1] constant.")
+        fits = ((c, 1, 1), (1, c, 1, 1)) if len(self.shape) == 3 else ((c,), (1, c))
+        if node.op_type == "Clip" or value.shape not in fits:
+            raise UnsupportedOpError(f"{where}: constant '{name}' of shape {list(value.shape)} on "
+                                     f"[N, {', '.join(map(str, self.shape))}] is not one value "
+                                     f"per channel; hwgen needs a scalar or a "
+                                     f"{list(fits[0])} constant.")
 
     def linear(self, node, a, where):
         if len(self.shape) != 1:
@@ -490,10 +537,10 @@ class _Reader:
         if q.ndim != 2 or q.shape[1] != self.shape[0]:
             raise UnsupportedOpError(f"{where}: weight of shape {list(q.shape)} does not take "
                                      f"{self.shape[0]} features.")
-        name = node.name or node.output[0]
+        name = _label(node)
         self.nodes.append(ir.Linear(name, q.astype(np.int64), self.row_scale(scale, where),
                                     w.bits, w.signed, w.narrow, weight_bipolar=w.bipolar))
-        self.shape = (q.shape[0],)
+        self.shape = self.ir_shape = (q.shape[0],)
         if bias is not None:
             self.add_bias(node, name, bias.reshape(-1))
 
@@ -517,10 +564,13 @@ class _Reader:
         self.nodes.append(ir.FloatOp(f"{name}.bias", _Runtime(add, 0, self.consts, self.opset),
                                      (ir.X,)))
 
+    def need_map(self, where):
+        if len(self.shape) != 3 or self.shape != self.ir_shape:
+            raise UnsupportedOpError(f"{where} gets [N, {', '.join(map(str, self.shape))}], not "
+                                     f"the feature map [N, C, H, W] hwgen streams.")
+
     def conv(self, node, a, where):
-        if len(self.shape) != 3:
-            raise UnsupportedOpError(f"{where} gets {self.shape[0]} features, not a feature map "
-                                     f"[C, H, W].")
+        self.need_map(where)
         if node.input[0] != self.running:
             raise UnsupportedOpError(f"{where}: the input must be the first operand.")
         w = self.quantized(node, node.input[1])
@@ -536,15 +586,15 @@ class _Reader:
         kernel = tuple(int(k) for k in q.shape[2:])
         stride = tuple(int(s) for s in a.get("strides", [1, 1]))
         pads = self.pads(node, a, kernel, stride, (h, wd), where)
-        name = node.name or node.output[0]
+        name = _label(node)
         if any(pads):
             self.nodes.append(ir.Pad(f"{name}.pad", pads, 0.0))
             h, wd = h + pads[0] + pads[2], wd + pads[1] + pads[3]
         scale = self.row_scale(np.asarray(w.scale).reshape(len(q), -1), where)
         self.nodes.append(ir.Conv(name, q.astype(np.int64), scale, w.bits, w.signed, w.narrow,
                                   stride, weight_bipolar=w.bipolar))
-        self.shape = (q.shape[0], (h - kernel[0]) // stride[0] + 1,
-                      (wd - kernel[1]) // stride[1] + 1)
+        self.shape = self.ir_shape = (q.shape[0], (h - kernel[0]) // stride[0] + 1,
+                                      (wd - kernel[1]) // stride[1] + 1)
         if len(node.input) > 2 and node.input[2]:
             self.add_bias(node, name, self.const(node, node.input[2], "bias"))
 
@@ -566,9 +616,7 @@ class _Reader:
         raise UnsupportedOpError(f"{where}: auto_pad {auto} is not supported.")
 
     def max_pool(self, node, a, where):
-        if len(self.shape) != 3:
-            raise UnsupportedOpError(f"{where} gets {self.shape[0]} features, not a feature "
-                                     f"map [C, H, W].")
+        self.need_map(where)
         if len([o for o in node.output if o]) != 1:
             raise UnsupportedOpError(f"{where}: its indices output is used; hwgen's max-pool "
                                      f"gives values only.")
@@ -579,19 +627,21 @@ class _Reader:
         stride = tuple(int(s) for s in a.get("strides", [1, 1]))
         c, h, w = self.shape
         pads = self.pads(node, a, kernel, stride, (h, w), where)
-        name = node.name or node.output[0]
+        name = _label(node)
         if any(pads):
             self.nodes.append(ir.Pad(f"{name}.pad", pads, float("-inf")))
             h, w = h + pads[0] + pads[2], w + pads[1] + pads[3]
         self.nodes.append(ir.MaxPool(name, kernel, stride))
-        self.shape = (c, (h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+        self.shape = self.ir_shape = (c, (h - kernel[0]) // stride[0] + 1,
+                                      (w - kernel[1]) // stride[1] + 1)
 
     def flatten(self, node, a, where):
         n = int(np.prod(self.shape))
         if node.op_type == "Flatten":
-            if a.get("axis", 1) != 1:
-                raise UnsupportedOpError(f"{where}: axis {a.get('axis')}; hwgen flattens "
-                                         f"everything after the batch dimension (axis 1).")
+            axis = a.get("axis", 1)
+            if axis % (len(self.shape) + 1) != 1:
+                raise UnsupportedOpError(f"{where}: axis {axis}; hwgen flattens everything "
+                                         f"after the batch dimension (axis 1).")
         else:
             target = [int(d) for d in self.const(node, node.input[1], "shape").reshape(-1)]
             batch = (-1, 0, 1, self.batch)

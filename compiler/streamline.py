@@ -108,9 +108,10 @@ def chain_levels(ops, quant: ir.Quant, scale: float, spatial=None, where: str = 
     def levels(acc: np.ndarray) -> np.ndarray:
         y = _run_ops(ops, _chain_input(acc, scale), spatial, where)
         if quant.thresholds is not None:
-            # MultiThreshold: float32 comparisons, as qonnx's executor makes them.
-            t = np.asarray(quant.thresholds, dtype=np.float32)
-            count = (y.numpy()[:, :, None] >= t[None]).sum(axis=2)
+            # MultiThreshold: compared in the thresholds' own type, as qonnx's executor does.
+            t = np.asarray(quant.thresholds)
+            y = y.numpy().astype(np.result_type(np.float32, t.dtype))
+            count = (y[:, :, None] >= t[None]).sum(axis=2)
             return count.astype(np.int64) + (0 if quant.bipolar else quant.range[0])
         with torch.no_grad():
             if quant.bipolar:
@@ -245,7 +246,9 @@ def streamline(graph: ir.Graph, output: str = "logits") -> Dataflow:
     first = nodes[0]
     if not isinstance(first, ir.Quant):
         raise QuantizationError(f"graph {graph.name}: the input is not quantized first; put a "
-                                f"hwgen.nn.QuantIdentity (or BinaryInput) on the input.")
+                                f"quantizer on the input (hwgen.nn.QuantIdentity or "
+                                f"BinaryInput; in QONNX a Quant or BipolarQuant node, e.g. "
+                                f"Brevitas' QuantIdentity).")
     if first.thresholds is not None:
         raise QuantizationError(f"graph {graph.name}: the input is quantized by thresholds "
                                 f"('{first.name}'); the host quantizes the input with a scale, "

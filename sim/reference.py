@@ -76,9 +76,9 @@ def _run_in_batches(ep, x: torch.Tensor, wanted, size: int) -> dict:
     return {name: torch.cat(chunks) for name, chunks in parts.items() if chunks}
 
 
-def _run_qonnx(path, x: np.ndarray, wanted, tensors: dict) -> dict:
+def _run_qonnx(path, x: np.ndarray, wanted, meta: dict) -> dict:
     """Run the QONNX model at ``path`` in qonnx's executor on the batch ``x`` and return the
-    tensors the ``wanted`` source nodes wrote."""
+    tensors the ``wanted`` source nodes wrote (``meta["tensors"]`` names them)."""
     try:
         from qonnx.core.modelwrapper import ModelWrapper
         from qonnx.core.onnx_exec import execute_onnx
@@ -91,21 +91,34 @@ def _run_qonnx(path, x: np.ndarray, wanted, tensors: dict) -> dict:
     model = ModelWrapper(str(path))
     # Exports fix the batch size (often 1): set it to the batch (Reshape constants included,
     # as qonnx's ChangeBatchSize does) and infer the other shapes again.
-    graph = model.graph
-    graph.input[0].type.tensor_type.shape.dim[0].dim_value = len(x)
+    from onnx import numpy_helper
+
+    graph, name = model.graph, meta["input_tensor"]
+    next(i for i in graph.input if i.name == name).type.tensor_type.shape.dim[0].dim_value = \
+        len(x)
     graph.output[0].type.tensor_type.ClearField("shape")
     del graph.value_info[:]
+    chain = {name, *meta["tensors"].values()}
+    constants = {n.output[0]: n for n in graph.node if n.op_type == "Constant"}
     for node in graph.node:
-        shape = model.get_initializer(node.input[1]) if node.op_type == "Reshape" else None
-        if shape is not None and shape[0] not in (0, -1):
+        # Only reshapes of the data carry the batch size (not those of weights).
+        if node.op_type != "Reshape" or node.input[0] not in chain:
+            continue
+        shape = model.get_initializer(node.input[1])
+        if shape is None and node.input[1] in constants:
+            value = next(a for a in constants[node.input[1]].attribute if a.name == "value")
+            shape = numpy_helper.to_array(value.t).copy()
+            if shape[0] not in (0, -1):
+                shape[0] = len(x)
+                value.t.CopyFrom(numpy_helper.from_array(shape, value.t.name))
+        elif shape is not None and shape[0] not in (0, -1):
             shape = shape.copy()
             shape[0] = len(x)
             model.set_initializer(node.input[1], shape)
     # Sorted as the front end reads it: the executor runs nodes in file order.
     model = model.transform(SortGraph()).transform(InferShapes())
-    name = model.graph.input[0].name
     context = execute_onnx(model, {name: x}, return_full_exec_context=True)
-    return {n: torch.from_numpy(np.asarray(context[tensors[n]])) for n in wanted}
+    return {n: torch.from_numpy(np.asarray(context[meta["tensors"][n]])) for n in wanted}
 
 
 def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, np.ndarray]:
@@ -121,7 +134,7 @@ def reference(path_or_exported_program, graph: Dataflow, x_float) -> dict[str, n
     layers = [layer for layer in graph.layers if isinstance(layer, MVAU)]
     wanted = [layer.source for layer in layers]
     if graph.meta.get("format") == "qonnx":
-        values = _run_qonnx(path_or_exported_program, x.numpy(), wanted, graph.meta["tensors"])
+        values = _run_qonnx(path_or_exported_program, x.numpy(), wanted, graph.meta)
         return _integers(graph, layers, values, len(x))
     ep = _program(path_or_exported_program,
                   allow_pickle=graph.meta.get("source_kind") == "pickle")

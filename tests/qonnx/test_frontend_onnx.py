@@ -31,7 +31,7 @@ def _agreement(path, n=400, name=None):
 
 
 @pytest.mark.parametrize("name", ["mlp_w4a4", "binary_mlp", "cnn", "mlp_w4a4@13",
-                                  "binary_mlp@13", "cnn@13"])
+                                  "binary_mlp@13", "cnn@13", "per_channel@13"])
 def test_golden_model_agrees_exactly_with_the_qonnx_executor(exported, name):
     # @13: the same model at opset 13 from the TorchScript exporter.
     graph, x, layers, ref, agreement = _agreement(exported(name), name=name.split("@")[0])
@@ -133,7 +133,7 @@ def _weights(rng, shape, bits=3):
     return rng.integers(-(2 ** (bits - 1)) + 1, 2 ** (bits - 1), size=shape) * 0.125
 
 
-def _hand_mlp(tmp_path, middle=(), last_scale=0.125, zero=0.0, w0=None):
+def _hand_mlp(tmp_path, middle=(), last_scale=0.125, zero=0.0, w0=None, trans_b=1):
     """x -> Quant -> MatMul(Quant(W0)) -> middle... -> Relu -> Quant -> Gemm(Quant(W1))."""
     rng = np.random.default_rng(0)
     nodes, inits = [], []
@@ -143,7 +143,7 @@ def _hand_mlp(tmp_path, middle=(), last_scale=0.125, zero=0.0, w0=None):
         nodes += part[0]
         inits += part[1]
     inits += [_const("w0", _weights(rng, (16, 12)) if w0 is None else w0),
-              _const("w1", _weights(rng, (5, 12)))]
+              _const("w1", _weights(rng, (5, 12) if trans_b else (12, 5)))]
     nodes.append(helper.make_node("MatMul", ["q0", "w0q"], ["mm"], name="matmul0"))
     prev = "mm"
     for i, (op, value) in enumerate(middle):
@@ -157,20 +157,25 @@ def _hand_mlp(tmp_path, middle=(), last_scale=0.125, zero=0.0, w0=None):
     part = _quant("r", "q1", 0.25, 3, signed=False)
     nodes += part[0]
     inits += part[1]
-    nodes.append(helper.make_node("Gemm", ["q1", "w1q"], ["y"], name="gemm1", transB=1))
+    nodes.append(helper.make_node("Gemm", ["q1", "w1q"], ["y"], name="gemm1", transB=trans_b))
     return _model(tmp_path, nodes, inits, (16,), "y")
 
 
-def test_hand_written_graph_with_every_elementwise_op_agrees(tmp_path):
+@pytest.mark.parametrize("trans_b", [1, 0])
+def test_hand_written_graph_with_every_elementwise_op_agrees(tmp_path, trans_b):
     rng = np.random.default_rng(1)
-    middle = [("Mul", rng.uniform(-1.5, 1.5, 12)), ("Add", rng.normal(size=12)),
+    middle = [("Mul", rng.uniform(-1.5, 1.5, 12)), ("Add", rng.normal(size=(1, 12))),
               ("Sub", 0.3), ("Div", 1.7), ("Identity", None)]
-    graph, _, _, _, agreement = _agreement(_hand_mlp(tmp_path, middle))
+    graph, _, _, _, agreement = _agreement(_hand_mlp(tmp_path, middle, trans_b=trans_b))
     assert [layer.name for layer in graph.layers] == ["fc0", "fc1"]
     assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
 
 
-def test_hand_written_cnn_with_flatten_and_a_no_op_transpose_agrees(tmp_path):
+@pytest.mark.parametrize("padding, features", [
+    ({"auto_pad": "SAME_UPPER"}, 36), ({"auto_pad": "SAME_LOWER"}, 36),
+    ({"pads": [0, 1, 1, 2]}, 32)])
+def test_hand_written_cnn_agrees(tmp_path, padding, features):
+    # A 5x6 map (not square), so a swapped height and width cannot go unnoticed.
     rng = np.random.default_rng(2)
     nodes, inits = [], []
     for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
@@ -178,10 +183,10 @@ def test_hand_written_cnn_with_flatten_and_a_no_op_transpose_agrees(tmp_path):
         nodes += part[0]
         inits += part[1]
     inits += [_const("w0", _weights(rng, (4, 2, 3, 3))), _const("b0", rng.normal(size=4)),
-              _const("w1", _weights(rng, (36, 5)))]
+              _const("w1", _weights(rng, (features, 5)))]
     nodes += [
         helper.make_node("Conv", ["q0", "w0q", "b0"], ["c"], name="conv", strides=[2, 2],
-                         auto_pad="SAME_UPPER"),
+                         **padding),
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
         helper.make_node("MaxPool", ["q1"], ["p"], name="pool", kernel_shape=[2, 2],
                          pads=[1, 1, 0, 0]),
@@ -189,9 +194,55 @@ def test_hand_written_cnn_with_flatten_and_a_no_op_transpose_agrees(tmp_path):
         helper.make_node("Transpose", ["f"], ["t"], name="noop", perm=[0, 1]),
         helper.make_node("MatMul", ["t", "w1q"], ["y"], name="matmul1"),
     ]
-    graph, _, _, _, agreement = _agreement(_model(tmp_path, nodes, inits, (2, 5, 5), "y"))
-    assert [layer.name for layer in graph.layers][-1] == "fc0"
+    graph, _, _, _, agreement = _agreement(_model(tmp_path, nodes, inits, (2, 5, 6), "y"))
+    assert [layer.name for layer in graph.layers] == [
+        "conv0_pad", "conv0_window", "conv0", "pool0_pad", "pool0_window", "pool0", "fc0"]
     assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
+
+
+def _one_pixel_cnn(tmp_path, perm, after=None):
+    """A 3x3 convolution of a 3x3 map (one pixel out), then a Transpose by ``perm``, an
+    optional op, a Flatten and a MatMul."""
+    rng = np.random.default_rng(5)
+    nodes, inits = [], []
+    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
+                 _quant("r", "q1", 0.25, 3, signed=False), _quant("w1", "w1q", 0.125, 3)):
+        nodes += part[0]
+        inits += part[1]
+    inits += [_const("w0", _weights(rng, (4, 2, 3, 3))), _const("w1", _weights(rng, (4, 5)))]
+    nodes += [helper.make_node("Conv", ["q0", "w0q"], ["c"], name="conv"),
+              helper.make_node("Transpose", ["c"], ["t"], name="transpose", perm=perm)]
+    if after:
+        nodes.append(after)
+    nodes += [helper.make_node("Relu", [after.output[0] if after else "t"], ["r"],
+                               name="relu"),
+              helper.make_node("Flatten", ["q1"], ["f"], name="flatten"),
+              helper.make_node("MatMul", ["f", "w1q"], ["y"], name="matmul1")]
+    return _model(tmp_path, nodes, inits, (2, 3, 3), "y")
+
+
+def test_a_transpose_of_size_one_axes_agrees(tmp_path):
+    # [N, 4, 1, 1] -> [N, 1, 1, 4] (channels last, as FINN writes it): the data does not move.
+    graph, _, _, _, agreement = _agreement(_one_pixel_cnn(tmp_path, [0, 2, 3, 1]))
+    assert [layer.name for layer in graph.layers] == ["conv0_window", "conv0", "fc0"]
+    assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
+
+
+@pytest.mark.parametrize("perm, after, match", [
+    ([0, 1, 3, 2], None, None),  # swaps two size-1 axes: nothing moves
+    ([1, 0, 2, 3], None, r"permutation \[1, 0, 2, 3\] .* moves data"),
+    ([0, 2, 3, 1], helper.make_node("MaxPool", ["t"], ["m"], name="pool", kernel_shape=[1, 1]),
+     r"MaxPool node 'pool' .* gets \[N, 1, 1, 4\], not the feature map"),
+    ([0, 2, 3, 1], helper.make_node("Mul", ["t", "w1"], ["m"], name="scale"),
+     r"Mul node 'scale' .* after the feature map \[4, 1, 1\] was flattened \(or transposed\)"),
+])
+def test_transposes_that_move_data_or_change_the_map_are_refused(tmp_path, perm, after, match):
+    path = _one_pixel_cnn(tmp_path, perm, after)
+    if match is None:
+        compile_model(path)
+    else:
+        with pytest.raises(UnsupportedOpError, match=match):
+            compile_model(path)
 
 
 def test_an_unsupported_op_is_named_with_its_node_and_place(tmp_path):
@@ -243,8 +294,10 @@ def test_files_that_are_not_models_are_refused(tmp_path):
         compile_model(bad)
 
 
-@pytest.mark.parametrize("dtype", ["UINT3", "INT2", "BIPOLAR"])
-def test_multi_threshold_activations_agree(tmp_path, dtype):
+@pytest.mark.parametrize("dtype, steps, scale, bias", [
+    ("UINT3", 7, 0.25, 0.0), ("INT2", 3, 0.5, -1.0), ("INT3", 6, 0.5, -1.5),  # narrow
+    ("BIPOLAR", 1, 2.0, -1.0)])
+def test_multi_threshold_activations_agree(tmp_path, dtype, steps, scale, bias):
     # FINN-style: a MultiThreshold with its own per-channel thresholds as the activation.
     rng = np.random.default_rng(4)
     nodes, inits = [], []
@@ -252,9 +305,10 @@ def test_multi_threshold_activations_agree(tmp_path, dtype):
                  _quant("w1", "w1q", 0.125, 3)):
         nodes += part[0]
         inits += part[1]
-    steps, scale, bias = {"UINT3": (7, 0.25, 0.0), "INT2": (3, 0.5, -1.0),
-                          "BIPOLAR": (1, 2.0, -1.0)}[dtype]
+    # Half the channels' thresholds sit on the accumulator grid (acc / 16): there x >= T and
+    # x > T differ, and hwgen must take qonnx's >=.
     thresholds = np.sort(rng.normal(size=(12, steps)) * 3, axis=1)
+    thresholds[::2] = np.sort(rng.integers(-48, 48, size=(6, steps)), axis=1) / 16
     inits += [_const("w0", _weights(rng, (16, 12))), _const("w1", _weights(rng, (5, 12))),
               _const("t", thresholds)]
     nodes += [
@@ -263,9 +317,13 @@ def test_multi_threshold_activations_agree(tmp_path, dtype):
                          out_dtype=dtype, out_scale=scale, out_bias=bias),
         helper.make_node("Gemm", ["a", "w1q"], ["y"], name="gemm1", transB=1),
     ]
-    graph, _, layers, _, agreement = _agreement(_model(tmp_path, nodes, inits, (16,), "y"))
+    path = _model(tmp_path, nodes, inits, (16,), "y")
+    graph, x, layers, _, agreement = _agreement(path, n=2000)
     assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
     assert len(np.unique(layers[0])) == steps + 1
+    # The ties happen: some inputs put a channel exactly on one of its thresholds.
+    acc = golden.input_quant(graph.input, x) @ read(path).nodes[1].weight.T
+    assert np.isin(acc[:, ::2] / 16, thresholds[::2]).any()
     assert graph.layers[0].out_bipolar == (dtype == "BIPOLAR")
 
 
@@ -291,3 +349,97 @@ def test_the_docs_example_exports_compiles_and_agrees(tmp_path, monkeypatch, exp
     graph, _, _, _, agreement = _agreement(tmp_path / "mlp.onnx")
     assert [layer.name for layer in graph.layers] == ["fc0", "fc1"]
     assert agreement["hidden_mismatches"] == agreement["logit_mismatches"] == 0
+
+
+def _set_attr(node, **values):
+    for name, value in values.items():
+        for a in list(node.attribute):
+            if a.name == name:
+                node.attribute.remove(a)
+        if value is not None:
+            node.attribute.append(helper.make_attribute(name, value))
+
+
+def _edit(path, edit):
+    model = onnx.load(str(path))
+    edit(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _node(model, op):
+    return next(n for n in model.graph.node if n.op_type == op)
+
+
+def _conv_attr(**values):
+    return lambda m: _set_attr(_node(m, "Conv"), **values)
+
+
+def _second_input(m):
+    m.graph.input.append(helper.make_tensor_value_info("x2", TensorProto.FLOAT, [1, 3]))
+
+
+def _per_channel_act_scale(m):
+    scale = next(i for i in m.graph.initializer if i.name == "q0_s")
+    scale.CopyFrom(_const("q0_s", np.linspace(0.25, 1, 18).reshape(1, 2, 3, 3)))
+
+
+REFUSED = [
+    (_conv_attr(group=2), UnsupportedOpError, r"Conv node 'conv' .*group 2"),
+    (_conv_attr(dilations=[2, 2]), UnsupportedOpError, r"Conv node 'conv' .*dilations \[2, 2\]"),
+    (lambda m: _set_attr(_node(m, "Quant"), rounding_mode="FLOOR"), QuantizationError,
+     r"Quant node 'q0'.*rounding mode FLOOR"),
+    (lambda m: _set_attr(_node(m, "Quant"), signed=None), QuantizationError,
+     r"Quant node 'q0'.*no 'signed' attribute"),
+    (_per_channel_act_scale, QuantizationError,
+     r"Quant node 'q0'.*18 different values \(per channel\)"),
+    (lambda m: m.opset_import[0].CopyFrom(helper.make_opsetid("", 11)), ModelFileError,
+     r"opset 11; hwgen reads opsets 13 and newer"),
+    (_second_input, UnsupportedOpError, r"has 2 inputs \(x, x2\)"),
+]
+
+
+@pytest.mark.parametrize("edit, error, match", REFUSED)
+def test_models_hwgen_cannot_map_are_refused_by_name(tmp_path, edit, error, match):
+    path = _edit(_one_pixel_cnn(tmp_path, [0, 1, 2, 3]), edit)
+    with pytest.raises(error, match=match):
+        compile_model(path)
+
+
+def test_a_ceil_mode_max_pool_and_a_training_batch_norm_are_refused(tmp_path):
+    pool = helper.make_node("MaxPool", ["t"], ["m"], name="pool", kernel_shape=[1, 1],
+                            ceil_mode=1)
+    with pytest.raises(UnsupportedOpError, match=r"MaxPool node 'pool'.*ceil_mode"):
+        compile_model(_one_pixel_cnn(tmp_path, [0, 1, 2, 3], pool))
+    path = _hand_mlp(tmp_path, [("BatchNormalization", None)])
+
+    def batch_norm(m):
+        bn = _node(m, "BatchNormalization")
+        for k in ("s", "b", "mean", "var"):
+            m.graph.initializer.append(_const(f"bn_{k}", np.ones(12)))
+            bn.input.append(f"bn_{k}")
+        _set_attr(bn, training_mode=1)
+    with pytest.raises(UnsupportedOpError, match=r"BatchNormalization node .*training mode"):
+        compile_model(_edit(path, batch_norm))
+
+
+def test_reshaped_weights_and_a_constant_node_flatten_agree(tmp_path):
+    # Weights stored flat and reshaped (a layout op on a quantized constant), and the data's
+    # flatten shape from a Constant node: the reference must resize only the data's reshape.
+    rng = np.random.default_rng(6)
+    nodes, inits = [], []
+    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3)):
+        nodes += part[0]
+        inits += part[1]
+    inits += [_const("w0", _weights(rng, (60,))),
+              numpy_helper.from_array(np.array([5, 12], np.int64), "wshape")]
+    shape = numpy_helper.from_array(np.array([1, 12], np.int64), "xshape")
+    nodes += [
+        helper.make_node("Reshape", ["w0q", "wshape"], ["w"], name="weights"),
+        helper.make_node("Constant", [], ["xs"], name="shape", value=shape),
+        helper.make_node("Reshape", ["q0", "xs"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "w"], ["y"], name="gemm", transB=1),
+    ]
+    graph, _, _, _, agreement = _agreement(_model(tmp_path, nodes, inits, (3, 2, 2), "y"))
+    assert [layer.name for layer in graph.layers] == ["fc0"]
+    assert agreement["logit_mismatches"] == 0
