@@ -33,3 +33,18 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
         if path.startswith("examples/"):
             assert (ROOT / path).exists(), path
     assert " ".join(tests) in (ROOT / ".ci" / "run").read_text()
+
+
+def test_the_hwgen_nn_page_trains_exports_and_compiles(tmp_path, capsys):
+    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "hwgen-nn.md").read_text(),
+                     re.S).group(1)
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(code, "docs/hwgen-nn.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    accuracy = float(capsys.readouterr().out.split()[-1])
+    assert accuracy > 0.9  # it learns (on its training data)
+    graph = compile_model(tmp_path / "model.pt")
+    assert [(layer.mh, layer.mw) for layer in graph.layers] == [(32, 64), (10, 32)]
