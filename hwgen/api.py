@@ -311,7 +311,8 @@ def _build(model, options, board, out, stages, report):
            not (agreement["hidden_mismatches"] or agreement["logit_mismatches"]),
            f"{reference_name} and the golden model disagree: {agreement['hidden_mismatches']} "
            f"hidden activation and {agreement['logit_mismatches']} logit mismatches over "
-           f"{agreement['vectors']} vectors (first: {agreement.get('first')}). The integer "
+           f"{agreement['vectors']} vectors ({_first_mismatch(agreement, reference_name)}). "
+           f"The integer "
            f"thresholds do not reproduce the model's arithmetic; "
            + ("its scales are not all powers of two, so its float arithmetic rounds "
               "differently from the integers: use power-of-two scales (Brevitas: *FixedPoint "
@@ -625,6 +626,15 @@ def _divergence(hw_graph, graph, x_int, golden_layers, report, out, seed) -> dic
                 "note": "every layer's output agrees when the design is cut after it; the "
                         "mismatch depends on the whole design's timing"}
     return found
+
+
+def _first_mismatch(agreement: dict, reference_name: str) -> str:
+    first = agreement.get("first")
+    if not first:
+        return "none listed"
+    layer, vector, channel, theirs, ours = first
+    return (f"first: layer {layer}, vector {vector}, channel {channel}: {reference_name} "
+            f"{float(theirs)!r}, golden {ours}")
 
 
 def _check(report: dict, name: str, passed: bool, message: str) -> None:

@@ -443,3 +443,36 @@ def test_reshaped_weights_and_a_constant_node_flatten_agree(tmp_path):
     graph, _, _, _, agreement = _agreement(_model(tmp_path, nodes, inits, (3, 2, 2), "y"))
     assert [layer.name for layer in graph.layers] == ["fc0"]
     assert agreement["logit_mismatches"] == 0
+
+
+def test_float_rounding_ties_are_counted_and_fail_the_build(tmp_path):
+    # Input scale 0.1 (not a power of two) and a Mul that brings the step back to 1/32: in
+    # exact arithmetic every accumulator 4 (mod 8) lands on a tie of the next quantizer, and
+    # the model's float32 products fall on either side of it. hwgen's integers take the exact
+    # value; the disagreements are counted and shown, never rounded away.
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+    for part in (_quant("x", "q0", 0.1, 4), _quant("w0", "w0q", 0.125, 3),
+                 _quant("r", "q1", 0.25, 4, signed=False), _quant("w1", "w1q", 0.125, 3)):
+        nodes += part[0]
+        inits += part[1]
+    inits += [_const("w0", _weights(rng, (16, 12))), _const("w1", _weights(rng, (5, 12))),
+              _const("k", 0.125 / 0.1 * 2)]
+    nodes += [helper.make_node("MatMul", ["q0", "w0q"], ["mm"], name="matmul0"),
+              helper.make_node("Mul", ["mm", "k"], ["m"], name="mul"),
+              helper.make_node("Relu", ["m"], ["r"], name="relu"),
+              helper.make_node("Gemm", ["q1", "w1q"], ["y"], name="gemm1", transB=1)]
+    path = _model(tmp_path, nodes, inits, (16,), "y")
+    graph, _, _, _, agreement = _agreement(path, n=500)
+    assert any("not a power of two" in note for note in graph.meta["notes"])
+    assert agreement["hidden_mismatches"] > 0
+    layer, _, _, qonnx, mine = agreement["first"]
+    assert layer == "fc0" and abs(qonnx - mine) == 1
+    run = subprocess.run([sys.executable, "-m", "hwgen", "verify", str(path), "--out",
+                          str(tmp_path / "build")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "QONNX and the golden model disagree" in run.stderr
+    assert "not all powers of two" in run.stderr
