@@ -14,16 +14,14 @@ Run: ``python examples/train_brevitas_digits.py`` (needs ``pip install brevitas 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
 import onnx
-import torch
 from torch import nn
-from train_digits_mlp import BATCH, EPOCHS, LR, SPLIT_SEED, TORCH_SEED, accuracy, data, seed, train
+from train_digits_mlp import BITS, accuracy, data, seed, train, write_record
 
 with warnings.catch_warnings():  # brevitas warns about optional kernels on import
     warnings.simplefilter("ignore")
@@ -38,7 +36,6 @@ with warnings.catch_warnings():  # brevitas warns about optional kernels on impo
 
 HERE = Path(__file__).resolve().parent
 NAME = "digits_mlp_w4a4_brevitas"
-BITS = 4
 
 
 def model() -> nn.Sequential:
@@ -73,26 +70,10 @@ def main():
     net = train(model(), xt, yt, xv, yv)
     test_acc, train_acc = accuracy(net, xv, yv), accuracy(net, xt, yt)
     export(net, xv, HERE / f"{NAME}.onnx")
-    record = {
-        "model": f"{NAME}.onnx",
-        "architecture": "QuantIdentity(u4) - 64x64 - BN - QuantReLU(4b) - 64x64 - BN - "
-                        "QuantReLU(4b) - 64x10 (+int32 bias), Brevitas fixed-point quantizers",
-        "dataset": "sklearn.datasets.load_digits",
-        "train_vectors": len(xt),
-        "test_vectors": len(xv),
-        "split_seed": SPLIT_SEED,
-        "torch_seed": TORCH_SEED,
-        "epochs": EPOCHS,
-        "batch": BATCH,
-        "lr": LR,
-        "weight_bits": BITS,
-        "activation_bits": BITS,
-        "train_accuracy": round(train_acc, 4),
-        "test_accuracy": round(test_acc, 4),
-        "torch": torch.__version__,
-        "brevitas": brevitas.__version__,
-    }
-    (HERE / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_record(HERE / f"{NAME}.json", f"{NAME}.onnx",
+                 "QuantIdentity(u4) - 64x64 - BN - QuantReLU(4b) - 64x64 - BN - "
+                 "QuantReLU(4b) - 64x10 (+int32 bias), Brevitas fixed-point quantizers",
+                 len(xt), len(xv), train_acc, test_acc, brevitas=brevitas.__version__)
     print(f"test accuracy {test_acc:.4f} ({len(xv)} held-out digits), "
           f"{time.time() - start:.1f} s")
 

@@ -106,6 +106,30 @@ def export(net, xv, path: Path):
         torch.export.save(ep, file)
 
 
+def write_record(path: Path, model: str, architecture: str, train_vectors: int,
+                 test_vectors: int, train_acc: float, test_acc: float, **more):
+    """The example's JSON record: data, seeds, schedule, bits and accuracies."""
+    record = {
+        "model": model,
+        "architecture": architecture,
+        "dataset": "sklearn.datasets.load_digits",
+        "train_vectors": train_vectors,
+        "test_vectors": test_vectors,
+        "split_seed": SPLIT_SEED,
+        "torch_seed": TORCH_SEED,
+        "epochs": EPOCHS,
+        "batch": BATCH,
+        "lr": LR,
+        "weight_bits": BITS,
+        "activation_bits": BITS,
+        "train_accuracy": round(train_acc, 4),
+        "test_accuracy": round(test_acc, 4),
+        "torch": torch.__version__,
+        **more,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def main():
     start = time.time()
     seed()
@@ -117,25 +141,9 @@ def main():
     export(net, xv, HERE / "digits_mlp_w4a4.pt")
     np.save(HERE / "digits_test_x.npy", xv.numpy())
     np.save(HERE / "digits_test_y.npy", yv.numpy())
-    record = {
-        "model": "digits_mlp_w4a4.pt",
-        "architecture": "QuantIdentity(4b) - 64x64 - BN - QuantReLU(4b) - 64x64 - BN - "
-                        "QuantReLU(4b) - 64x10 (+int32 bias)",
-        "dataset": "sklearn.datasets.load_digits",
-        "train_vectors": len(xt),
-        "test_vectors": len(xv),
-        "split_seed": SPLIT_SEED,
-        "torch_seed": TORCH_SEED,
-        "epochs": EPOCHS,
-        "batch": BATCH,
-        "lr": LR,
-        "weight_bits": BITS,
-        "activation_bits": BITS,
-        "train_accuracy": round(train_acc, 4),
-        "test_accuracy": round(test_acc, 4),
-        "torch": torch.__version__,
-    }
-    (HERE / "digits_mlp_w4a4.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_record(HERE / "digits_mlp_w4a4.json", "digits_mlp_w4a4.pt",
+                 "QuantIdentity(4b) - 64x64 - BN - QuantReLU(4b) - 64x64 - BN - "
+                 "QuantReLU(4b) - 64x10 (+int32 bias)", len(xt), len(xv), train_acc, test_acc)
     print(f"test accuracy {test_acc:.4f} ({len(xv)} held-out digits), "
           f"{time.time() - start:.1f} s")
 

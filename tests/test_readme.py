@@ -11,14 +11,19 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-def test_readme_model_snippet_compiles(tmp_path):
-    code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
+def run_python_block(text: str, where: str, folder: Path):
+    """Run the first ```python block of ``text`` in ``folder``."""
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
     cwd = os.getcwd()
-    os.chdir(tmp_path)
+    os.chdir(folder)
     try:
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, where, "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_readme_model_snippet_compiles(tmp_path):
+    run_python_block(README, "README.md", tmp_path)
     graph = compile_model(tmp_path / "model.pt")
     assert [(layer.mh, layer.mw) for layer in graph.layers] == [(64, 64), (10, 64)]
 
@@ -36,14 +41,7 @@ def test_quick_start_is_two_commands_and_ci_runs_the_second():
 
 
 def test_the_hwgen_nn_page_trains_exports_and_compiles(tmp_path, capsys):
-    code = re.search(r"```python\n(.*?)```", (ROOT / "docs" / "hwgen-nn.md").read_text(),
-                     re.S).group(1)
-    cwd = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        exec(compile(code, "docs/hwgen-nn.md", "exec"), {})
-    finally:
-        os.chdir(cwd)
+    run_python_block((ROOT / "docs" / "hwgen-nn.md").read_text(), "docs/hwgen-nn.md", tmp_path)
     accuracy = float(capsys.readouterr().out.split()[-1])
     assert accuracy > 0.9  # it learns (on its training data)
     graph = compile_model(tmp_path / "model.pt")

@@ -118,6 +118,15 @@ def _quant(x, out, scale, bits, signed=True, narrow=False, zero=0.0, name=None):
     return [node], inits
 
 
+def _quants(*parts):
+    """The nodes and initializers of several :func:`_quant` quantizers."""
+    nodes, inits = [], []
+    for part_nodes, part_inits in parts:
+        nodes += part_nodes
+        inits += part_inits
+    return nodes, inits
+
+
 def _model(tmp_path, nodes, inits, in_shape, out, opset=13, name="hand"):
     graph = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *in_shape])],
@@ -136,12 +145,9 @@ def _weights(rng, shape, bits=3):
 def _hand_mlp(tmp_path, middle=(), last_scale=0.125, zero=0.0, w0=None, trans_b=1):
     """x -> Quant -> MatMul(Quant(W0)) -> middle... -> Relu -> Quant -> Gemm(Quant(W1))."""
     rng = np.random.default_rng(0)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.5, 4, zero=zero),
-                 _quant("w0", "w0q", 0.125, 3),
-                 _quant("w1", "w1q", last_scale, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.5, 4, zero=zero),
+                            _quant("w0", "w0q", 0.125, 3),
+                            _quant("w1", "w1q", last_scale, 3))
     inits += [_const("w0", _weights(rng, (16, 12)) if w0 is None else w0),
               _const("w1", _weights(rng, (5, 12) if trans_b else (12, 5)))]
     nodes.append(helper.make_node("MatMul", ["q0", "w0q"], ["mm"], name="matmul0"))
@@ -177,11 +183,9 @@ def test_hand_written_graph_with_every_elementwise_op_agrees(tmp_path, trans_b):
 def test_hand_written_cnn_agrees(tmp_path, padding, features):
     # A 5x6 map (not square), so a swapped height and width cannot go unnoticed.
     rng = np.random.default_rng(2)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
-                 _quant("r", "q1", 0.25, 3, signed=False), _quant("w1", "w1q", 0.125, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
+                            _quant("r", "q1", 0.25, 3, signed=False),
+                            _quant("w1", "w1q", 0.125, 3))
     inits += [_const("w0", _weights(rng, (4, 2, 3, 3))), _const("b0", rng.normal(size=4)),
               _const("w1", _weights(rng, (features, 5)))]
     nodes += [
@@ -204,11 +208,9 @@ def _one_pixel_cnn(tmp_path, perm, after=None):
     """A 3x3 convolution of a 3x3 map (one pixel out), then a Transpose by ``perm``, an
     optional op, a Flatten and a MatMul."""
     rng = np.random.default_rng(5)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
-                 _quant("r", "q1", 0.25, 3, signed=False), _quant("w1", "w1q", 0.125, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
+                            _quant("r", "q1", 0.25, 3, signed=False),
+                            _quant("w1", "w1q", 0.125, 3))
     inits += [_const("w0", _weights(rng, (4, 2, 3, 3))), _const("w1", _weights(rng, (4, 5)))]
     nodes += [helper.make_node("Conv", ["q0", "w0q"], ["c"], name="conv"),
               helper.make_node("Transpose", ["c"], ["t"], name="transpose", perm=perm)]
@@ -300,11 +302,8 @@ def test_files_that_are_not_models_are_refused(tmp_path):
 def test_multi_threshold_activations_agree(tmp_path, dtype, steps, scale, bias):
     # FINN-style: a MultiThreshold with its own per-channel thresholds as the activation.
     rng = np.random.default_rng(4)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
-                 _quant("w1", "w1q", 0.125, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3),
+                            _quant("w1", "w1q", 0.125, 3))
     # Half the channels' thresholds sit on the accumulator grid (acc / 16): there x >= T and
     # x > T differ, and hwgen must take qonnx's >=.
     thresholds = np.sort(rng.normal(size=(12, steps)) * 3, axis=1)
@@ -427,10 +426,7 @@ def test_reshaped_weights_and_a_constant_node_flatten_agree(tmp_path):
     # Weights stored flat and reshaped (a layout op on a quantized constant), and the data's
     # flatten shape from a Constant node: the reference must resize only the data's reshape.
     rng = np.random.default_rng(6)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.5, 4), _quant("w0", "w0q", 0.125, 3))
     inits += [_const("w0", _weights(rng, (60,))),
               numpy_helper.from_array(np.array([5, 12], np.int64), "wshape")]
     shape = numpy_helper.from_array(np.array([1, 12], np.int64), "xshape")
@@ -454,11 +450,9 @@ def test_float_rounding_ties_are_counted_and_fail_the_build(tmp_path):
     import sys
 
     rng = np.random.default_rng(0)
-    nodes, inits = [], []
-    for part in (_quant("x", "q0", 0.1, 4), _quant("w0", "w0q", 0.125, 3),
-                 _quant("r", "q1", 0.25, 4, signed=False), _quant("w1", "w1q", 0.125, 3)):
-        nodes += part[0]
-        inits += part[1]
+    nodes, inits = _quants(_quant("x", "q0", 0.1, 4), _quant("w0", "w0q", 0.125, 3),
+                            _quant("r", "q1", 0.25, 4, signed=False),
+                            _quant("w1", "w1q", 0.125, 3))
     inits += [_const("w0", _weights(rng, (16, 12))), _const("w1", _weights(rng, (5, 12))),
               _const("k", 0.125 / 0.1 * 2)]
     nodes += [helper.make_node("MatMul", ["q0", "w0q"], ["mm"], name="matmul0"),
