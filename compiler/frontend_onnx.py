@@ -117,10 +117,11 @@ def _scalar(value, what: str, where: str) -> float:
     if value.size != 1:
         flat = value.reshape(-1)
         if not np.all(flat == flat[0]):
-            raise QuantizationError(
-                f"{where}: the {what} has {value.size} different values (per channel); hwgen "
-                f"needs one per tensor here: quantize activations with a per-tensor quantizer "
-                f"(Brevitas: Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint).")
+            hint = (": quantize activations with a per-tensor quantizer (Brevitas: "
+                    "Int8ActPerTensorFixedPoint, Uint8ActPerTensorFixedPoint)"
+                    if what == "scale" else "")
+            raise QuantizationError(f"{where}: the {what} has {value.size} different values "
+                                    f"(per channel); hwgen needs one per tensor here{hint}.")
     return float(value.reshape(-1)[0])
 
 
