@@ -9,7 +9,8 @@ Deterministic. Writes, next to this script:
   file (``hwgen build`` input);
 * ``digits_mlp_w4a4_brevitas.json``: test accuracy in PyTorch, seeds, epochs...
 
-Run: ``python examples/train_brevitas_digits.py`` (needs ``pip install brevitas onnx``).
+Run: ``python examples/train_brevitas_digits.py`` (needs ``pip install brevitas onnx
+onnxoptimizer``; the test extras include them).
 """
 
 from __future__ import annotations
