@@ -1,8 +1,7 @@
 """The shipped Brevitas example (examples/train_brevitas_digits.py): its QONNX file scores as
 recorded in the golden model, agrees exactly with qonnx's executor on the 360 held-out digits,
-retrains to the same file, and verifies bit-exact in Verilator with `hwgen verify`."""
+retrains to the same integer model, and verifies bit-exact in Verilator with `hwgen verify`."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -32,16 +31,23 @@ def test_example_scores_as_recorded_and_agrees_with_the_qonnx_executor():
 
 
 @pytest.mark.slow
-def test_retraining_reproduces_the_shipped_file(tmp_path):
+def test_retraining_reproduces_the_shipped_model(tmp_path):
     for name in ("train_brevitas_digits.py", "train_digits_mlp.py"):
         shutil.copy(EXAMPLES / name, tmp_path / name)
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     run = subprocess.run([sys.executable, "train_brevitas_digits.py"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
-    digest = [hashlib.sha256(p.read_bytes()).hexdigest()
-              for p in (tmp_path / MODEL.name, MODEL)]
-    assert digest[0] == digest[1]
+    # The same integer model and record; the file's bytes may differ with the exporter's
+    # versions (the test extras are not pinned exactly).
+    assert (tmp_path / MODEL.with_suffix(".json").name).read_text() == \
+        MODEL.with_suffix(".json").read_text()
+    again, shipped = compile_model(tmp_path / MODEL.name), compile_model(MODEL)
+    assert repr(again.input) == repr(shipped.input)
+    for a, b in zip(again.layers, shipped.layers, strict=True):
+        assert np.array_equal(a.weights, b.weights) and np.array_equal(a.thresholds,
+                                                                         b.thresholds)
+        assert np.array_equal(a.bias, b.bias)
 
 
 @pytest.mark.slow
