@@ -172,9 +172,8 @@ class _Reader:
     def __init__(self, model, name: str):
         self.model = model
         self.name = name
-        self.onnx = _onnx()
+        _onnx()
         from onnx import numpy_helper
-        self.numpy_helper = numpy_helper
         opsets = {o.domain: o.version for o in model.opset_import}
         self.opset = opsets.get("", opsets.get("ai.onnx", 0))
         if self.opset < MIN_OPSET:
